@@ -1,0 +1,161 @@
+"""Settings for every SkySentry service, one pydantic model per section.
+
+Precedence, lowest to highest: the defaults below < a YAML file < environment variables
+< keyword arguments. The YAML file is named by ``SKYSENTRY_CONFIG`` (or passed as
+``Settings.load(path)``). Environment variables use the prefix ``SKYSENTRY_`` and ``__``
+between nesting levels, e.g. ``SKYSENTRY_KAFKA__CLIENT_ID=cam-7``. Two conventional names
+are honoured as well, because operators already know them: ``KAFKA_BOOTSTRAP_SERVERS`` and
+``REDIS_URL``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+
+class KafkaSettings(BaseModel):
+    bootstrap_servers: str = "127.0.0.1:19092"
+    client_id: str = "skysentry"
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    # Large enough for a 4K JPEG frame; topics are created with the same limit.
+    max_message_bytes: int = 16 * 1024 * 1024
+    request_timeout_ms: int = 30_000
+
+
+class RedisSettings(BaseModel):
+    url: SecretStr = SecretStr("redis://127.0.0.1:16379/0")
+
+
+class TopicSettings(BaseModel):
+    """Topic names (overridable so tests and tenants can share a cluster) and creation."""
+
+    frames: str = "sensor.frames"
+    audio: str = "sensor.audio"
+    detections: str = "detections"
+    alerts: str = "alerts"
+    models: str = "models"
+    partitions: int = 6
+    replication_factor: int = 1
+    # Retention of perishable sensor data; detections and alerts keep the broker default.
+    sensor_retention_ms: int = 6 * 3600 * 1000
+
+
+class MetricsSettings(BaseModel):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 0  # 0: pick a free port; the chosen one is logged
+
+
+class LogSettings(BaseModel):
+    level: str = "INFO"
+    json_format: bool = Field(default=True, alias="json")
+
+    model_config = {"populate_by_name": True}
+
+
+class CameraSettings(BaseModel):
+    source: str = "synthetic"  # device index, file path, rtsp://, http(s)://, or "synthetic"
+    camera_id: str = "cam-1"
+    site: str = "site-1"
+    fps: float = 5.0
+    max_width: int = 1280
+    jpeg_quality: int = Field(default=85, ge=10, le=100)
+    loop: bool = False
+    buffer_frames: int = 50  # frames are perishable: the oldest is dropped past this
+    reconnect_initial_s: float = 0.5
+    reconnect_max_s: float = 30.0
+
+
+class MicrophoneSettings(BaseModel):
+    source: str = "synthetic"  # "default", a device index/name, a WAV/FLAC path, or "synthetic"
+    mic_id: str = "mic-1"
+    site: str = "site-1"
+    window_s: float = 1.0
+    hop_s: float = 0.5
+    sample_rate: int = 16_000
+    realtime: bool = True  # file replay: pace to wall clock, or as fast as possible
+    loop: bool = False
+    buffer_windows: int = 600  # audio is kept while the broker is away (5 min at 0.5 s hop)
+    snr_db: float = 10.0  # synthetic source only
+
+
+class Settings(BaseSettings):
+    """All settings of one process. Services read only their own sections."""
+
+    kafka: KafkaSettings = KafkaSettings()
+    redis: RedisSettings = RedisSettings()
+    topics: TopicSettings = TopicSettings()
+    metrics: MetricsSettings = MetricsSettings()
+    log: LogSettings = LogSettings()
+    camera: CameraSettings = CameraSettings()
+    mic: MicrophoneSettings = MicrophoneSettings()
+
+    model_config = SettingsConfigDict(
+        env_prefix="SKYSENTRY_", env_nested_delimiter="__", extra="ignore", nested_model_default_partial_update=True
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        yaml_path = os.environ.get("SKYSENTRY_CONFIG")
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, _WellKnownEnv(settings_cls)]
+        if yaml_path:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=_existing(yaml_path)))
+        return tuple(sources)
+
+    @classmethod
+    def load(cls, config: Path | str | None = None, **overrides: Any) -> "Settings":
+        """Build settings, reading ``config`` (YAML) when given, else ``$SKYSENTRY_CONFIG``."""
+        if config is None:
+            return cls(**overrides)
+        previous = os.environ.get("SKYSENTRY_CONFIG")
+        os.environ["SKYSENTRY_CONFIG"] = str(config)
+        try:
+            return cls(**overrides)
+        finally:
+            if previous is None:
+                os.environ.pop("SKYSENTRY_CONFIG", None)
+            else:
+                os.environ["SKYSENTRY_CONFIG"] = previous
+
+
+def _existing(path: str) -> Path:
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"config file {p} (from SKYSENTRY_CONFIG) does not exist; fix the path or unset it")
+    return p
+
+
+class _WellKnownEnv(PydanticBaseSettingsSource):
+    """``KAFKA_BOOTSTRAP_SERVERS`` and ``REDIS_URL``, below the SKYSENTRY_ variables."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if servers := os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+            out["kafka"] = {"bootstrap_servers": servers}
+        if url := os.environ.get("REDIS_URL"):
+            out["redis"] = {"url": url}
+        return out

@@ -1,0 +1,351 @@
+"""Message contracts (DESIGN §2–3): one pydantic model per message, CloudEvents 1.0 on Kafka.
+
+Two encodings, both from the CloudEvents Kafka protocol binding:
+
+* **binary mode** for sensor data (frames, audio windows): the value is the raw payload
+  (JPEG bytes, PCM s16le) and the event attributes travel as ``ce_*`` headers plus
+  ``content-type``. Decoding never copies the payload.
+* **structured mode** for everything else (detections, alerts, model announcements): the
+  value is one JSON object, ``{"specversion": "1.0", "id", "source", "type", "time",
+  "datacontenttype": "application/json", "data": {...}}``, with the header
+  ``content-type: application/cloudevents+json``.
+
+Each type name carries a version (``skysentry.detection.v1``). Decoders raise
+:class:`ContractError` with a reason for anything they cannot read; consumers turn that into
+a dead-letter record (see :func:`skysentry.bus.send_to_dlq`) and carry on.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime, timezone
+from typing import Annotated, ClassVar, Literal, TypeVar
+
+import numpy as np
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
+SPECVERSION = "1.0"
+STRUCTURED_CONTENT_TYPE = "application/cloudevents+json"
+Headers = list[tuple[str, bytes]]
+
+
+class ContractError(ValueError):
+    """An input that does not follow the contract; the message says what is wrong."""
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+# --------------------------------------------------------------------------------------------
+# Sensor events: binary mode
+# --------------------------------------------------------------------------------------------
+
+
+class SensorEvent(BaseModel):
+    """Attributes common to frames and audio windows (the ``ce_*`` headers)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str = Field(default_factory=new_id)
+    source: str  # camera or microphone id; also the Kafka key
+    site: str = "site-1"
+    time: AwareDatetime  # capture time of the first pixel / sample
+    seq: int = Field(ge=0)
+
+    CE_TYPE: ClassVar[str]
+    CONTENT_TYPE: ClassVar[str]
+    EXTENSIONS: ClassVar[tuple[str, ...]]
+
+    def headers(self) -> Headers:
+        h: Headers = [
+            ("ce_specversion", SPECVERSION.encode()),
+            ("ce_id", self.id.encode()),
+            ("ce_source", self.source.encode()),
+            ("ce_type", self.CE_TYPE.encode()),
+            ("ce_time", _iso(self.time).encode()),
+            ("content-type", self.CONTENT_TYPE.encode()),
+            ("ce_site", self.site.encode()),
+            ("ce_seq", str(self.seq).encode()),
+        ]
+        h.extend((f"ce_{name}", str(getattr(self, name)).encode()) for name in self.EXTENSIONS)
+        return h
+
+    @classmethod
+    def from_headers(cls, headers: Headers | None):
+        """Parse the ``ce_*`` headers of one record; raise ContractError with the reason."""
+        h = _header_dict(headers)
+        ce_type = h.get("ce_type")
+        if ce_type != cls.CE_TYPE:
+            raise ContractError(f"ce_type is {ce_type!r}, expected {cls.CE_TYPE!r}")
+        if h.get("ce_specversion", SPECVERSION) != SPECVERSION:
+            raise ContractError(f"unsupported ce_specversion {h.get('ce_specversion')!r}")
+        if h.get("content-type") != cls.CONTENT_TYPE:
+            raise ContractError(f"content-type is {h.get('content-type')!r}, expected {cls.CONTENT_TYPE!r}")
+        fields = {"id": h.get("ce_id"), "source": h.get("ce_source"), "time": h.get("ce_time"),
+                  "site": h.get("ce_site", "site-1"), "seq": h.get("ce_seq")}
+        fields.update({name: h.get(f"ce_{name}") for name in cls.EXTENSIONS})
+        missing = [k for k, v in fields.items() if v is None]
+        if missing:
+            raise ContractError(f"missing headers: {', '.join('ce_' + m for m in missing)}")
+        try:
+            return cls.model_validate(fields)
+        except ValidationError as exc:
+            raise ContractError(f"bad {cls.CE_TYPE} headers: {_first_error(exc)}") from None
+
+
+class FrameEvent(SensorEvent):
+    """One camera frame; the record value is the JPEG."""
+
+    CE_TYPE: ClassVar[str] = "skysentry.frame.v1"
+    CONTENT_TYPE: ClassVar[str] = "image/jpeg"
+    EXTENSIONS: ClassVar[tuple[str, ...]] = ("width", "height")
+
+    width: int = Field(gt=0, le=16384)
+    height: int = Field(gt=0, le=16384)
+
+
+class AudioEvent(SensorEvent):
+    """One audio window; the record value is PCM signed 16-bit little-endian mono."""
+
+    CE_TYPE: ClassVar[str] = "skysentry.audio.v1"
+    CONTENT_TYPE: ClassVar[str] = "audio/L16"
+    EXTENSIONS: ClassVar[tuple[str, ...]] = ("samplerate", "samples")
+
+    samplerate: int = Field(gt=0, le=384_000)
+    samples: int = Field(gt=0)
+
+
+JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+def encode_frame(event: FrameEvent, jpeg: bytes) -> tuple[bytes, bytes, Headers]:
+    """(key, value, headers) of a frame record."""
+    return event.source.encode(), jpeg, event.headers()
+
+
+def decode_frame(value: bytes | None, headers: Headers | None) -> FrameEvent:
+    """Validate a frame record's headers and that the value looks like a JPEG (not decoded)."""
+    event = FrameEvent.from_headers(headers)
+    if not value or not bytes(value[:3]) == JPEG_MAGIC:
+        raise ContractError("value is not a JPEG (missing FF D8 FF start-of-image marker)")
+    return event
+
+
+def encode_audio(event: AudioEvent, pcm: np.ndarray) -> tuple[bytes, bytes, Headers]:
+    """(key, value, headers) of an audio record; ``pcm`` is int16 mono."""
+    if pcm.dtype != np.int16 or pcm.ndim != 1:
+        raise ContractError(f"audio must be int16 mono, got {pcm.dtype} with shape {pcm.shape}")
+    if len(pcm) != event.samples:
+        raise ContractError(f"header says {event.samples} samples, payload has {len(pcm)}")
+    return event.source.encode(), pcm.astype("<i2", copy=False).tobytes(), event.headers()
+
+
+def decode_audio(value: bytes | None, headers: Headers | None) -> tuple[AudioEvent, np.ndarray]:
+    """Headers and samples (a read-only int16 view over ``value``)."""
+    event = AudioEvent.from_headers(headers)
+    if value is None or len(value) != 2 * event.samples:
+        got = 0 if value is None else len(value)
+        raise ContractError(f"audio payload is {got} bytes, expected {2 * event.samples} ({event.samples} samples)")
+    return event, np.frombuffer(value, dtype="<i2")
+
+
+# --------------------------------------------------------------------------------------------
+# Structured events: detections, alerts, model announcements
+# --------------------------------------------------------------------------------------------
+
+Modality = Literal["vision", "audio"]
+Score = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class Contract(BaseModel):
+    """Base of every JSON message: strict about unknown fields so drift is caught early."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    CE_TYPE: ClassVar[str]
+
+
+class ModelRef(Contract):
+    name: str
+    version: str
+
+
+class Box(Contract):
+    """An axis-aligned box in normalised image coordinates (0–1, origin top-left)."""
+
+    x1: Score
+    y1: Score
+    x2: Score
+    y2: Score
+    score: Score
+    label: str = "drone"
+
+
+class Detection(Contract):
+    """One window (frame or audio window) whose drone score reached the report threshold."""
+
+    CE_TYPE: ClassVar[str] = "skysentry.detection.v1"
+
+    id: str = Field(default_factory=new_id)
+    site: str
+    source: str
+    modality: Modality
+    label: str = "drone"
+    score: Score
+    boxes: list[Box] = Field(default_factory=list)
+    model: ModelRef
+    input_event_id: str  # ce_id of the frame / audio window: lineage
+    input_seq: int | None = None
+    captured_at: AwareDatetime
+    processed_at: AwareDatetime
+
+
+class ScoreSummary(Contract):
+    """Per-source heartbeat, about once a second: the source is alive and what it scores."""
+
+    CE_TYPE: ClassVar[str] = "skysentry.score_summary.v1"
+
+    site: str
+    source: str
+    modality: Modality
+    model: ModelRef
+    window_start: AwareDatetime
+    window_end: AwareDatetime
+    windows: int = Field(ge=0)
+    skipped: int = Field(ge=0, default=0)
+    max_score: Score
+    mean_score: Score
+
+
+class Alert(Contract):
+    """A lifecycle event of one alert (fingerprint = site, source, label)."""
+
+    CE_TYPE: ClassVar[str] = "skysentry.alert.v1"
+
+    fingerprint: str
+    event: Literal["firing", "repeat", "resolved"]
+    status: Literal["firing", "resolved"]
+    severity: Literal["info", "warning", "critical"]
+    site: str
+    source: str
+    label: str = "drone"
+    modalities: list[Modality]
+    max_score: Score
+    starts_at: AwareDatetime
+    last_seen_at: AwareDatetime
+    ends_at: AwareDatetime | None = None
+    detection_ids: list[str]  # lineage: the detections that confirmed or refreshed it
+    summary: str
+
+
+class ModelAnnouncement(Contract):
+    """A new model version in the registry; processors verify, load, warm up and swap."""
+
+    CE_TYPE: ClassVar[str] = "skysentry.model.v1"
+
+    name: str
+    version: str
+    task: Modality
+    uri: str  # path or fsspec URL of the .onnx file; the card sits beside it
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    card_uri: str | None = None
+
+
+JSON_MESSAGES: tuple[type[Contract], ...] = (Detection, ScoreSummary, Alert, ModelAnnouncement)
+_BY_TYPE = {m.CE_TYPE: m for m in JSON_MESSAGES}
+C = TypeVar("C", bound=Contract)
+
+
+class Envelope(BaseModel):
+    """The CloudEvents structured-mode envelope around every JSON message."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    specversion: Literal["1.0"] = "1.0"
+    id: str = Field(default_factory=new_id)
+    source: str
+    type: str
+    time: AwareDatetime = Field(default_factory=utcnow)
+    datacontenttype: Literal["application/json"] = "application/json"
+    data: dict
+
+
+def encode_structured(message: Contract, *, source: str, id: str | None = None,
+                      time: datetime | None = None) -> tuple[bytes, Headers]:
+    """(value, headers) of a structured-mode record. The envelope id defaults to the
+    message's own ``id`` where it has one, so lineage survives re-encoding."""
+    envelope = {
+        "specversion": SPECVERSION,
+        "id": id or getattr(message, "id", None) or new_id(),
+        "source": source,
+        "type": message.CE_TYPE,
+        "time": _iso(time or utcnow()),
+        "datacontenttype": "application/json",
+        "data": message.model_dump(mode="json"),
+    }
+    return json.dumps(envelope, separators=(",", ":")).encode(), [("content-type", STRUCTURED_CONTENT_TYPE.encode())]
+
+
+def decode_structured(value: bytes | None, expect: type[C] | tuple[type[Contract], ...] | None = None
+                      ) -> tuple[Envelope, Contract]:
+    """Parse a structured-mode record; ``expect`` limits which message types are accepted."""
+    if not value:
+        raise ContractError("empty value; expected a CloudEvents JSON object")
+    try:
+        raw = json.loads(value)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ContractError(f"value is not JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ContractError(f"value is JSON {type(raw).__name__}, expected an object")
+    try:
+        envelope = Envelope.model_validate(raw)
+    except ValidationError as exc:
+        raise ContractError(f"not a CloudEvents 1.0 envelope: {_first_error(exc)}") from None
+    model = _BY_TYPE.get(envelope.type)
+    allowed = (expect,) if isinstance(expect, type) else expect
+    if model is None or (allowed and model not in allowed):
+        raise ContractError(f"cannot read event type {envelope.type!r}"
+                            + (f"; expected {', '.join(m.CE_TYPE for m in allowed)}" if allowed else ""))
+    try:
+        return envelope, model.model_validate(envelope.data)
+    except ValidationError as exc:
+        raise ContractError(f"bad {envelope.type} data: {_first_error(exc)}") from None
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def _iso(t: datetime) -> str:
+    if t.tzinfo is None:
+        raise ContractError("timestamps must be timezone-aware (UTC)")
+    return t.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def _header_dict(headers: Headers | None) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in headers or ():
+        try:
+            key, raw = item
+            out[str(key)] = bytes(raw).decode() if raw is not None else ""
+        except (TypeError, ValueError, UnicodeDecodeError) as exc:
+            raise ContractError(f"unreadable header {item!r:.80}: {exc}") from None
+    return out
+
+
+def header(headers: Headers | None, name: str) -> str | None:
+    """One header's value as text, or None."""
+    for key, raw in headers or ():
+        if key == name and raw is not None:
+            return bytes(raw).decode(errors="replace")
+    return None
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err.get("loc", ())) or "value"
+    return f"{where}: {err.get('msg')}"

@@ -1,0 +1,68 @@
+"""Topic names and creation (DESIGN §2).
+
+Names come from :class:`~skysentry.config.TopicSettings` so tests and tenants can share one
+cluster; ``dlq(topic)`` names the dead-letter topic of any input topic.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from skysentry.bus import client_options
+from skysentry.config import KafkaSettings, TopicSettings
+
+log = logging.getLogger(__name__)
+
+
+def dlq(topic: str) -> str:
+    return f"{topic}.dlq"
+
+
+def topic_specs(topics: TopicSettings, kafka: KafkaSettings) -> list[NewTopic]:
+    """Every topic SkySentry writes, with its partitions and configs."""
+    big = {"max.message.bytes": str(kafka.max_message_bytes)}
+    sensor = {**big, "retention.ms": str(topics.sensor_retention_ms)}
+    n, rf = topics.partitions, topics.replication_factor
+    specs = [
+        NewTopic(topics.frames, n, rf, topic_configs=sensor),
+        NewTopic(topics.audio, n, rf, topic_configs=sensor),
+        NewTopic(topics.detections, n, rf, topic_configs=big),
+        NewTopic(topics.alerts, n, rf, topic_configs=big),
+        # Compacted: the latest announcement per model name is the current version.
+        NewTopic(topics.models, 1, rf, topic_configs={**big, "cleanup.policy": "compact"}),
+    ]
+    specs += [NewTopic(dlq(t), n, rf, topic_configs=big)
+              for t in (topics.frames, topics.audio, topics.detections, topics.models)]
+    return specs
+
+
+async def ensure_topics(kafka: KafkaSettings, topics: TopicSettings) -> list[str]:
+    """Create the topics that do not exist yet; return the names created."""
+    admin = AIOKafkaAdminClient(**client_options(kafka))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [s for s in topic_specs(topics, kafka) if s.name not in existing]
+        if wanted:
+            try:
+                await admin.create_topics(wanted)
+            except TopicAlreadyExistsError:
+                pass  # another process won the race: fine
+        return [s.name for s in wanted]
+    finally:
+        await admin.close()
+
+
+async def describe_topics(kafka: KafkaSettings, names: list[str] | None = None) -> list[dict]:
+    """Partitions and configs of the given (or all non-internal) topics."""
+    admin = AIOKafkaAdminClient(**client_options(kafka))
+    await admin.start()
+    try:
+        names = names or sorted(t for t in await admin.list_topics() if not t.startswith("__"))
+        meta = await admin.describe_topics(names)
+        return [{"topic": m["topic"], "partitions": len(m["partitions"]), "error_code": m["error_code"]} for m in meta]
+    finally:
+        await admin.close()
