@@ -1,0 +1,60 @@
+# SkySentry — every target does the set-up it needs, from a fresh clone.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+# Reinstall when the dependency list changes.
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: help setup system-deps test test-fast demo models bench stack-up stack-down stack-status schemas check-deploy clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+
+setup: system-deps $(STAMP) ## venv with the package (+dev, +train extras), Redis and PortAudio
+
+system-deps: ## redis-server and libportaudio2 from Debian, when missing
+	@if ! command -v redis-server >/dev/null || ! ldconfig -p | grep -q libportaudio.so.2; then \
+	  echo "installing redis-server and libportaudio2 (apt-get)"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server libportaudio2 >/dev/null; \
+	fi
+	@command -v java >/dev/null || { echo "Java 17+ is needed for the local Kafka broker"; exit 1; }
+	@command -v mvn >/dev/null || { echo "Maven is needed to fetch Kafka's jars from Maven Central"; exit 1; }
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev,train]'
+	@rm -f $(VENV)/.installed-*; touch $@
+
+test: setup ## the whole suite: unit, integration (real Kafka + Redis), end-to-end
+	$(PY) -m pytest -q --durations=15
+
+test-fast: setup ## unit tests only (no broker)
+	$(PY) -m pytest -q tests/unit
+
+demo: setup ## the main job on the local stack (synthetic camera + microphone → Kafka → ...)
+	$(PY) -m deploy.local.demo
+
+models: setup ## train the shipped default models on ../shared/data (+ synthetic)
+	$(PY) -m trainer.make_models
+
+bench: setup ## benchmarks (ratios against raw baselines, written to bench/results/)
+	$(PY) bench/producer.py
+	$(PY) bench/pipeline.py
+	$(PY) bench/alerting.py
+
+stack-up: setup ## start the local Kafka + Redis
+	$(VENV)/bin/skysentry stack up
+stack-down: ## stop the local Kafka + Redis
+	$(VENV)/bin/skysentry stack down
+stack-status:
+	$(VENV)/bin/skysentry stack status
+
+schemas: setup ## regenerate docs/schemas/ from the message models
+	$(VENV)/bin/skysentry schemas --write
+
+clean: ## remove the venv and local state (stops the stack first)
+	-$(VENV)/bin/skysentry stack down
+	rm -rf $(VENV) .skysentry *.egg-info

@@ -1,0 +1,216 @@
+"""``skysentry`` — the one composition root: every service's commands meet here.
+
+This is the only kernel module that imports services (DESIGN §1). Services keep their heavy
+imports (faust, onnxruntime, torch) inside command functions so ``skysentry --help`` is fast
+and a serving install never touches torch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+from skysentry.config import Settings
+from skysentry.logs import setup_logging
+
+app = typer.Typer(help="SkySentry: real-time drone detection over Apache Kafka — producers, processors, alerting, "
+                       "trainer and the local stack, one command each.",
+                  no_args_is_help=True, pretty_exceptions_enable=False)
+topics_app = typer.Typer(help="Create and inspect SkySentry's Kafka topics.", no_args_is_help=True)
+app.add_typer(topics_app, name="topics")
+console = Console(stderr=True)
+
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML settings file (else $SKYSENTRY_CONFIG).")]
+BootstrapOpt = Annotated[Optional[str], typer.Option("--bootstrap", help="Kafka bootstrap servers (else settings / $KAFKA_BOOTSTRAP_SERVERS).")]
+
+
+def load_settings(config: Path | None, bootstrap: str | None = None, **sections) -> Settings:
+    settings = Settings.load(config)
+    if bootstrap:
+        settings.kafka.bootstrap_servers = bootstrap
+    for name, values in sections.items():
+        section = getattr(settings, name)
+        for key, value in values.items():
+            if value is not None:
+                setattr(section, key, value)
+    setup_logging(settings.log.level, settings.log.json_format)
+    return settings
+
+
+def fail(message: str, code: int = 2) -> None:
+    console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+# --------------------------------------------------------------------------------------------
+# producers
+# --------------------------------------------------------------------------------------------
+
+
+@app.command()
+def camera(
+    source: Annotated[Optional[str], typer.Option(help="Device index, video file, rtsp:// or http(s):// URL, or 'synthetic'.")] = None,
+    camera_id: Annotated[Optional[str], typer.Option("--id", help="Camera id: the Kafka key and ce_source.")] = None,
+    site: Annotated[Optional[str], typer.Option(help="Site the camera belongs to.")] = None,
+    fps: Annotated[Optional[float], typer.Option(help="Target frames per second; a faster source is thinned.")] = None,
+    max_width: Annotated[Optional[int], typer.Option(help="Downscale wider frames to this width.")] = None,
+    jpeg_quality: Annotated[Optional[int], typer.Option(help="JPEG quality 10–100.")] = None,
+    loop: Annotated[bool, typer.Option("--loop", help="Replay a video file forever.")] = False,
+    max_frames: Annotated[Optional[int], typer.Option(help="Stop after this many frames.")] = None,
+    config: ConfigOpt = None, bootstrap: BootstrapOpt = None,
+) -> None:
+    """Stream a camera (or a video file, a URL, the synthetic scene) onto sensor.frames."""
+    from producers.camera import CameraProducer, SourceUnavailable
+    from skysentry.service import run_until_signalled
+
+    s = load_settings(config, bootstrap, camera=dict(source=source, camera_id=camera_id, site=site, fps=fps,
+                                                     max_width=max_width, jpeg_quality=jpeg_quality, loop=loop or None))
+    producer = CameraProducer(s.camera, s.kafka, s.topics, max_frames=max_frames)
+    _serve_metrics(s)
+    try:
+        run_until_signalled(producer.run)
+    except SourceUnavailable as exc:
+        fail(str(exc))
+    except _broker_errors() as exc:
+        fail(f"Kafka at {s.kafka.bootstrap_servers} is not reachable ({exc}); start it with `skysentry stack up` "
+             "or set KAFKA_BOOTSTRAP_SERVERS")
+
+
+@app.command()
+def mic(
+    source: Annotated[Optional[str], typer.Option(help="'default', a device index or name ('device:NAME'), a WAV/FLAC file, or 'synthetic'.")] = None,
+    mic_id: Annotated[Optional[str], typer.Option("--id", help="Microphone id: the Kafka key and ce_source.")] = None,
+    site: Annotated[Optional[str], typer.Option(help="Site the microphone belongs to.")] = None,
+    window_s: Annotated[Optional[float], typer.Option(help="Window length in seconds.")] = None,
+    hop_s: Annotated[Optional[float], typer.Option(help="Seconds between window starts.")] = None,
+    fast: Annotated[bool, typer.Option("--fast", help="Replay files as fast as possible instead of in real time.")] = False,
+    loop: Annotated[bool, typer.Option("--loop", help="Replay a file forever.")] = False,
+    max_windows: Annotated[Optional[int], typer.Option(help="Stop after this many windows.")] = None,
+    config: ConfigOpt = None, bootstrap: BootstrapOpt = None,
+) -> None:
+    """Stream a microphone (or a WAV/FLAC file, the synthetic source) onto sensor.audio."""
+    from producers.microphone import AudioSourceError, MicrophoneProducer
+    from skysentry.service import run_until_signalled
+
+    s = load_settings(config, bootstrap, mic=dict(source=source, mic_id=mic_id, site=site, window_s=window_s,
+                                                  hop_s=hop_s, realtime=False if fast else None, loop=loop or None))
+    producer = MicrophoneProducer(s.mic, s.kafka, s.topics, max_windows=max_windows)
+    _serve_metrics(s)
+    try:
+        run_until_signalled(producer.run)
+    except AudioSourceError as exc:
+        fail(str(exc))
+    except _broker_errors() as exc:
+        fail(f"Kafka at {s.kafka.bootstrap_servers} is not reachable ({exc}); start it with `skysentry stack up` "
+             "or set KAFKA_BOOTSTRAP_SERVERS")
+
+
+def _broker_errors() -> tuple[type[BaseException], ...]:
+    from aiokafka.errors import KafkaConnectionError, KafkaError
+
+    return (KafkaConnectionError, KafkaError)
+
+
+def _serve_metrics(s: Settings) -> None:
+    from skysentry.metrics import serve_metrics
+
+    serve_metrics(s.metrics)
+
+
+# --------------------------------------------------------------------------------------------
+# topics, tail, schemas
+# --------------------------------------------------------------------------------------------
+
+
+@topics_app.command("create")
+def topics_create(partitions: Annotated[Optional[int], typer.Option(help="Partitions per topic.")] = None,
+                  config: ConfigOpt = None, bootstrap: BootstrapOpt = None) -> None:
+    """Create every SkySentry topic that does not exist yet (idempotent)."""
+    from skysentry.topics import ensure_topics
+
+    s = load_settings(config, bootstrap, topics=dict(partitions=partitions))
+    try:
+        created = asyncio.run(ensure_topics(s.kafka, s.topics))
+    except _broker_errors() as exc:
+        fail(f"Kafka at {s.kafka.bootstrap_servers} is not reachable: {exc}")
+    console.print(f"created {len(created)} topic(s): {', '.join(created) or '(all existed)'}")
+
+
+@topics_app.command("describe")
+def topics_describe(names: Annotated[Optional[list[str]], typer.Argument(help="Topics (default: all).")] = None,
+                    config: ConfigOpt = None, bootstrap: BootstrapOpt = None) -> None:
+    """Show topics and their partition counts."""
+    from rich.table import Table
+
+    from skysentry.topics import describe_topics
+
+    s = load_settings(config, bootstrap)
+    try:
+        rows = asyncio.run(describe_topics(s.kafka, names))
+    except _broker_errors() as exc:
+        fail(f"Kafka at {s.kafka.bootstrap_servers} is not reachable: {exc}")
+    table = Table("topic", "partitions", "error")
+    for r in rows:
+        table.add_row(r["topic"], str(r["partitions"]), str(r["error_code"] or ""))
+    Console().print(table)
+
+
+@app.command()
+def tail(
+    topic: Annotated[str, typer.Argument(help="Topic to read, e.g. sensor.frames, detections, alerts.")],
+    max_records: Annotated[Optional[int], typer.Option("--max", help="Stop after N records.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per record on stdout.")] = False,
+    from_beginning: Annotated[bool, typer.Option("--from-beginning", help="Start at the oldest record, not the newest.")] = False,
+    timeout_s: Annotated[Optional[float], typer.Option(help="Stop after this many seconds without a record.")] = None,
+    config: ConfigOpt = None, bootstrap: BootstrapOpt = None,
+) -> None:
+    """Print records of a topic: headers plus the decoded payload (frames as size and dimensions)."""
+    from skysentry.tail import tail_topic
+
+    s = load_settings(config, bootstrap)
+    out = Console(highlight=False)
+
+    def show(row: dict) -> None:
+        if as_json:
+            sys.stdout.write(json.dumps(row, default=str) + "\n")
+            sys.stdout.flush()
+        else:
+            out.print(f"[bold]{row['topic']}[/][{row['partition']}]@{row['offset']} key={row['key']} "
+                      f"{row['summary']}")
+
+    try:
+        n = asyncio.run(tail_topic(s.kafka, topic, show, max_records=max_records,
+                                   from_beginning=from_beginning, idle_timeout_s=timeout_s))
+    except KeyboardInterrupt:
+        return
+    except _broker_errors() as exc:
+        fail(f"Kafka at {s.kafka.bootstrap_servers} is not reachable: {exc}")
+    console.print(f"{n} record(s)")
+
+
+@app.command()
+def schemas(write: Annotated[bool, typer.Option("--write", help="Regenerate docs/schemas/ from the models.")] = False) -> None:
+    """Print (or regenerate) the JSON Schemas of the JSON messages."""
+    from skysentry.schemas import render_schemas, write_schemas
+
+    if write:
+        for path in write_schemas():
+            console.print(f"wrote {path}")
+    else:
+        for name in render_schemas():
+            print(name)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,100 @@
+"""Contracts: binary-mode sensor events and structured JSON events round-trip, and
+decoders reject what they cannot read with a reason (never another exception)."""
+
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pytest
+
+from skysentry.messages import (Alert, AudioEvent, ContractError, Detection, FrameEvent, ModelAnnouncement,
+                                ModelRef, decode_audio, decode_frame, decode_structured, encode_audio,
+                                encode_frame, encode_structured)
+
+T0 = datetime(2026, 11, 23, 12, 0, 0, 123000, tzinfo=timezone.utc)
+JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 100
+
+
+def test_frame_round_trip_keeps_every_header():
+    event = FrameEvent(source="cam-7", site="north", time=T0, seq=42, width=640, height=360)
+    key, value, headers = encode_frame(event, JPEG)
+    names = [k for k, _ in headers]
+    for required in ("ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time", "content-type",
+                     "ce_seq", "ce_width", "ce_height", "ce_site"):
+        assert required in names
+    assert key == b"cam-7" and value is JPEG
+    assert decode_frame(value, headers) == event
+
+
+def test_audio_round_trip_is_exact():
+    pcm = (np.sin(np.arange(16000) / 10) * 10000).astype(np.int16)
+    event = AudioEvent(source="mic-1", time=T0, seq=3, samplerate=16000, samples=16000)
+    key, value, headers = encode_audio(event, pcm)
+    decoded, samples = decode_audio(value, headers)
+    assert decoded == event
+    np.testing.assert_array_equal(samples, pcm)
+    assert dict(headers)["content-type"] == b"audio/L16"
+
+
+@pytest.mark.parametrize("mutate, reason", [
+    (lambda h: [x for x in h if x[0] != "ce_seq"], "missing headers: ce_seq"),
+    (lambda h: [(k, b"skysentry.audio.v1" if k == "ce_type" else v) for k, v in h], "ce_type"),
+    (lambda h: [(k, b"-5" if k == "ce_seq" else v) for k, v in h], "seq"),
+    (lambda h: [(k, b"yesterday" if k == "ce_time" else v) for k, v in h], "time"),
+    (lambda h: [(k, b"\xff\xfe" if k == "ce_id" else v) for k, v in h], "unreadable header"),
+])
+def test_frame_decoder_names_the_problem(mutate, reason):
+    event = FrameEvent(source="cam", time=T0, seq=1, width=10, height=10)
+    _, value, headers = encode_frame(event, JPEG)
+    with pytest.raises(ContractError, match=reason):
+        decode_frame(value, mutate(headers))
+
+
+def test_frame_decoder_rejects_non_jpeg_and_short_audio():
+    event = FrameEvent(source="cam", time=T0, seq=1, width=10, height=10)
+    _, _, headers = encode_frame(event, JPEG)
+    with pytest.raises(ContractError, match="not a JPEG"):
+        decode_frame(b"GIF89a...", headers)
+    a = AudioEvent(source="mic", time=T0, seq=0, samplerate=16000, samples=16000)
+    _, value, headers = encode_audio(a, np.zeros(16000, np.int16))
+    with pytest.raises(ContractError, match="expected 32000"):
+        decode_audio(value[:1000], headers)
+
+
+def detection(**kw) -> Detection:
+    base = dict(site="s", source="cam-1", modality="vision", score=0.9, model=ModelRef(name="v", version="1"),
+                input_event_id="abc", captured_at=T0, processed_at=T0 + timedelta(milliseconds=40))
+    return Detection(**(base | kw))
+
+
+def test_structured_round_trip_and_lineage():
+    d = detection()
+    value, headers = encode_structured(d, source="skysentry/processor/vision")
+    envelope, decoded = decode_structured(value, Detection)
+    assert decoded == d
+    assert envelope.id == d.id  # envelope id = detection id, so lineage survives
+    assert envelope.type == "skysentry.detection.v1"
+    assert headers == [("content-type", b"application/cloudevents+json")]
+
+
+@pytest.mark.parametrize("value, reason", [
+    (b"", "empty"), (b"{not json", "not JSON"), (b"[1,2]", "expected an object"),
+    (b'{"specversion":"0.3","id":"1","source":"x","type":"t","data":{}}', "CloudEvents"),
+    (b'{"specversion":"1.0","id":"1","source":"x","type":"skysentry.detection.v9","data":{}}', "cannot read"),
+    (b'{"specversion":"1.0","id":"1","source":"x","type":"skysentry.detection.v1","data":{"score":2}}', "bad skysentry.detection.v1"),
+])
+def test_structured_decoder_names_the_problem(value, reason):
+    with pytest.raises(ContractError, match=reason):
+        decode_structured(value, Detection)
+
+
+def test_structured_decoder_limits_accepted_types():
+    ann = ModelAnnouncement(name="audio", version="2", task="audio", uri="/m.onnx", sha256="0" * 64)
+    value, _ = encode_structured(ann, source="trainer")
+    with pytest.raises(ContractError, match="expected skysentry.detection.v1"):
+        decode_structured(value, Detection)
+    assert decode_structured(value, (Detection, ModelAnnouncement))[1] == ann
+
+
+def test_unknown_fields_are_rejected_so_drift_is_loud():
+    with pytest.raises(Exception):
+        Alert.model_validate({"fingerprint": "f", "surprise": 1})
