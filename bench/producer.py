@@ -55,9 +55,8 @@ def jpeg_ring(n: int = 16) -> list[bytes]:
 
 
 async def ours(kafka: KafkaSettings, topic: str, ring: list[bytes], n: int) -> dict:
-    producer = make_producer(kafka)
-    await producer.start()
-    publisher = BufferedPublisher(producer, topic, capacity=512, retry_failed=False)
+    publisher = BufferedPublisher(lambda: make_producer(kafka), topic, capacity=512, retry_failed=False)
+    await publisher.start()
     sender = asyncio.create_task(publisher.run())
     t0 = time.perf_counter()
     for seq in range(n):
@@ -69,7 +68,7 @@ async def ours(kafka: KafkaSettings, topic: str, ring: list[bytes], n: int) -> d
     publisher.close()
     await sender
     elapsed = time.perf_counter() - t0
-    await producer.stop()
+    await publisher.stop()
     s = publisher.stats
     assert s.published == n and s.dropped == 0, f"benchmark lost records: {s}"
     nbytes = sum(len(ring[i % len(ring)]) for i in range(n))

@@ -193,9 +193,9 @@ class CameraProducer:
     async def run(self, stop: asyncio.Event) -> None:
         if self.spec.kind != "synthetic":  # fail fast and clearly if the source is not there
             await asyncio.to_thread(lambda: open_capture(self.spec).release())
-        producer = make_producer(self.kafka)
-        await producer.start()
-        self.publisher = BufferedPublisher(producer, self.topic, capacity=self.cfg.buffer_frames, retry_failed=False)
+        self.publisher = BufferedPublisher(lambda: make_producer(self.kafka), self.topic,
+                                           capacity=self.cfg.buffer_frames, retry_failed=False)
+        await self.publisher.start()
         sender = asyncio.create_task(self.publisher.run())
         thread_stop = threading.Event()
         capture = asyncio.create_task(asyncio.to_thread(self._capture_loop, thread_stop))
@@ -230,7 +230,7 @@ class CameraProducer:
             except asyncio.TimeoutError:
                 self.publisher.close(give_up=True)
                 await sender
-            await producer.stop()
+            await self.publisher.stop()
             s = self.publisher.stats
             log.info("camera %s stopped: %d frames offered, %d published, %d dropped, %d thinned",
                      self.cfg.camera_id, s.offered, s.published, s.dropped, thinned)

@@ -236,9 +236,8 @@ class MicrophoneProducer:
 
     async def run(self, stop: asyncio.Event) -> None:
         blocks = self._blocks(stop)  # raises AudioSourceError early for a bad source
-        producer = make_producer(self.kafka)
-        await producer.start()
-        self.publisher = BufferedPublisher(producer, self.topic, capacity=self.cfg.buffer_windows, retry_failed=True)
+        self.publisher = BufferedPublisher(lambda: make_producer(self.kafka), self.topic, capacity=self.cfg.buffer_windows, retry_failed=True)
+        await self.publisher.start()
         sender = asyncio.create_task(self.publisher.run())
         windower: Windower | None = None
         log.info("microphone %s → %s (%s)", self.cfg.mic_id, self.topic, self.cfg.source)
@@ -263,7 +262,7 @@ class MicrophoneProducer:
             except asyncio.TimeoutError:
                 self.publisher.close(give_up=True)
                 await sender
-            await producer.stop()
+            await self.publisher.stop()
             s = self.publisher.stats
             log.info("microphone %s stopped: %d windows offered, %d published, %d dropped",
                      self.cfg.mic_id, s.offered, s.published, s.dropped)

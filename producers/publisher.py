@@ -9,6 +9,10 @@ away, records wait in a bounded buffer (DESIGN §4):
   with backoff, so windows stay in order; only past ``capacity`` is the oldest dropped.
 
 The Kafka producer itself is idempotent with ``acks=all`` (:func:`skysentry.bus.make_producer`).
+The publisher owns it: when batches expired during a long outage, aiokafka's idempotent
+producer is left with sequence numbers the broker rejects forever (``OutOfOrderSequenceNumber``)
+because it never bumps its producer id, so on such an error the publisher replaces the producer
+with a fresh one (new producer id, sequences from zero) and carries on.
 """
 
 from __future__ import annotations
@@ -16,9 +20,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import InvalidProducerEpoch, OutOfOrderSequenceNumber, UnknownProducerId
 from prometheus_client import Counter, Gauge
 
 from skysentry.messages import Headers
@@ -28,8 +34,14 @@ log = logging.getLogger(__name__)
 PUBLISHED = Counter("skysentry_producer_published_total", "Records acknowledged by Kafka", ["topic"])
 DROPPED = Counter("skysentry_producer_dropped_total", "Records dropped before Kafka acknowledged them",
                   ["topic", "reason"])
+RENEWED = Counter("skysentry_producer_renewed_total",
+                  "Kafka producers replaced after their idempotence state broke", ["topic"])
 RETRIED = Counter("skysentry_producer_retried_total", "Sends retried after a failure", ["topic"])
 BUFFERED = Gauge("skysentry_producer_buffered", "Records waiting in the local buffer", ["topic"])
+
+
+# The broker refuses this producer id's sequence: only a new producer id recovers.
+BROKEN_PRODUCER = (OutOfOrderSequenceNumber, UnknownProducerId, InvalidProducerEpoch)
 
 
 @dataclass(slots=True)
@@ -46,6 +58,7 @@ class PublisherStats:
     dropped_full: int = 0
     dropped_failed: int = 0
     retried: int = 0
+    renewed: int = 0
     errors: list[str] = field(default_factory=list)
 
     @property
@@ -54,18 +67,22 @@ class PublisherStats:
 
 
 class BufferedPublisher:
-    """Feed ``offer()`` from the sensor side; ``run()`` drains to Kafka until ``close()``.
+    """``start()``, feed ``offer()`` from the sensor side, ``run()`` drains to Kafka until
+    ``close()``, then ``stop()``. ``make_producer`` builds a (not started) Kafka producer.
 
     ``retry_failed=False`` (frames) drops a record whose send failed; ``True`` (audio)
     retries it in order. ``max_in_flight`` bounds records handed to the Kafka client but
     not yet acknowledged, so the bounded buffer here is the only place records pile up.
     """
 
-    def __init__(self, producer: AIOKafkaProducer, topic: str, *, capacity: int, retry_failed: bool,
-                 max_in_flight: int = 256, retry_backoff_s: tuple[float, float] = (0.2, 5.0)) -> None:
+    def __init__(self, make_producer: Callable[[], AIOKafkaProducer], topic: str, *, capacity: int,
+                 retry_failed: bool, max_in_flight: int = 256,
+                 retry_backoff_s: tuple[float, float] = (0.2, 5.0)) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
-        self.producer = producer
+        self._make_producer = make_producer
+        self.producer: AIOKafkaProducer | None = None
+        self._renew = False
         self.topic = topic
         self.retry_failed = retry_failed
         self.stats = PublisherStats()
@@ -77,6 +94,27 @@ class BufferedPublisher:
         self._closing = False
         self._giving_up = False
         self._pending: set[asyncio.Future] = set()
+
+    async def start(self) -> None:
+        """Connect to Kafka (raises the client's connection error if the broker is not there)."""
+        self.producer = self._make_producer()
+        await self.producer.start()
+
+    async def stop(self) -> None:
+        if self.producer is not None:
+            await self.producer.stop()
+
+    async def _renew_producer(self) -> None:
+        self._renew = False
+        old, self.producer = self.producer, self._make_producer()
+        try:
+            await asyncio.wait_for(old.stop(), 5)
+        except Exception as exc:  # it is broken anyway; its unsent batches were failed back to us
+            log.debug("closing the old producer: %s", exc)
+        await self.producer.start()
+        self.stats.renewed += 1
+        RENEWED.labels(self.topic).inc()
+        log.warning("replaced the Kafka producer for %s (its idempotence state was rejected)", self.topic)
 
     # -- sensor side ---------------------------------------------------------------------
     def offer(self, key: bytes, value: bytes, headers: Headers) -> None:
@@ -108,6 +146,15 @@ class BufferedPublisher:
                     await self._ready.wait()
                 continue
             await self._slots.acquire()
+            if self._renew:
+                try:
+                    await self._renew_producer()
+                except Exception as exc:  # broker still away: try again after a pause
+                    self._slots.release()
+                    log.warning("cannot reconnect to Kafka yet: %s", exc)
+                    self._renew = True
+                    await asyncio.sleep(self._backoff[1])
+                    continue
             record = self._buffer.popleft()
             BUFFERED.labels(self.topic).set(len(self._buffer))
             try:
@@ -136,6 +183,8 @@ class BufferedPublisher:
 
     def _failed(self, record: Record, exc: BaseException) -> None:
         reason = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, BROKEN_PRODUCER):
+            self._renew = True
         if len(self.stats.errors) < 20:
             self.stats.errors.append(reason)
         if self.retry_failed and not self._giving_up:

@@ -25,7 +25,19 @@ app = typer.Typer(help="SkySentry: real-time drone detection over Apache Kafka â
                   no_args_is_help=True, pretty_exceptions_enable=False)
 topics_app = typer.Typer(help="Create and inspect SkySentry's Kafka topics.", no_args_is_help=True)
 app.add_typer(topics_app, name="topics")
-console = Console(stderr=True)
+
+
+def _mount_services() -> None:
+    """Each service owns its sub-commands; they are mounted here and nowhere else."""
+    from deploy.local.cli import app as stack_app
+    from producers.synthetic_cli import app as synth_app
+
+    app.add_typer(stack_app, name="stack", help="Start, stop and inspect the local Kafka + Redis.")
+    app.add_typer(synth_app, name="synth", help="Write synthetic video/audio with ground truth.")
+
+
+_mount_services()
+console = Console(stderr=True, soft_wrap=True)
 
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", "-c", help="YAML settings file (else $SKYSENTRY_CONFIG).")]
 BootstrapOpt = Annotated[Optional[str], typer.Option("--bootstrap", help="Kafka bootstrap servers (else settings / $KAFKA_BOOTSTRAP_SERVERS).")]
