@@ -6,6 +6,7 @@ cluster; ``dlq(topic)`` names the dead-letter topic of any input topic.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -39,8 +40,10 @@ def topic_specs(topics: TopicSettings, kafka: KafkaSettings) -> list[NewTopic]:
     return specs
 
 
-async def ensure_topics(kafka: KafkaSettings, topics: TopicSettings) -> list[str]:
-    """Create the topics that do not exist yet; return the names created."""
+async def ensure_topics(kafka: KafkaSettings, topics: TopicSettings, timeout_s: float = 30.0) -> list[str]:
+    """Create the topics that do not exist yet and wait until every partition has a leader
+    (so the first consumers and producers do not trip over an election); return the names
+    created."""
     admin = AIOKafkaAdminClient(**client_options(kafka))
     await admin.start()
     try:
@@ -51,9 +54,22 @@ async def ensure_topics(kafka: KafkaSettings, topics: TopicSettings) -> list[str
                 await admin.create_topics(wanted)
             except TopicAlreadyExistsError:
                 pass  # another process won the race: fine
+            await _wait_for_leaders(admin, [s.name for s in wanted], timeout_s)
         return [s.name for s in wanted]
     finally:
         await admin.close()
+
+
+async def _wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str], timeout_s: float) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        meta = await admin.describe_topics(names)
+        if all(m["error_code"] == 0 and m["partitions"] and all(p["leader"] >= 0 for p in m["partitions"])
+               for m in meta):
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"topics {names} have partitions without a leader after {timeout_s}s")
+        await asyncio.sleep(0.2)
 
 
 async def describe_topics(kafka: KafkaSettings, names: list[str] | None = None) -> list[dict]:
