@@ -103,20 +103,30 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer records: finishes in well under a minute")
     parser.add_argument("--json", action="store_true", help="end with one JSON line: ratio, records_per_s, mb_per_s")
-    parser.add_argument("--records", type=int, help="records per side (default 3000 quick, 15000 full)")
+    parser.add_argument("--records", type=int, help="records per side and round (default 3000 quick, 10000 full)")
+    parser.add_argument("--rounds", type=int, help="alternating rounds per side, best kept (default 2 quick, 3 full)")
     args = parser.parse_args()
-    n = args.records or (3000 if args.quick else 15000)
+    n = args.records or (3000 if args.quick else 10000)
+    rounds = args.rounds or (2 if args.quick else 3)
 
     info = stack.up()
     kafka = KafkaSettings(bootstrap_servers=info.bootstrap_servers)
     ring = jpeg_ring()
     size = int(np.mean([len(b) for b in ring]))
     topic_ours, topic_perf = asyncio.run(fresh_topics(kafka))
-    asyncio.run(ours(kafka, topic_ours, ring, min(n, 500)))  # warm-up: connections, metadata
-    mine = asyncio.run(ours(kafka, topic_ours, ring, n))
-    theirs = kafka_perf(info.bootstrap_servers, topic_perf, size, n)
+    # Warm-up both topics (leaders elected, metadata cached) before anything is timed.
+    asyncio.run(ours(kafka, topic_ours, ring, min(n, 500)))
+    asyncio.run(ours(kafka, topic_perf, ring, min(n, 500)))
+    mine_runs, their_runs = [], []
+    for _ in range(rounds):  # alternate, so a burst of noise hurts both sides alike
+        mine_runs.append(asyncio.run(ours(kafka, topic_ours, ring, n)))
+        their_runs.append(kafka_perf(info.bootstrap_servers, topic_perf, size, n))
+    mine = max(mine_runs, key=lambda r: r["records_per_s"])
+    theirs = max(their_runs, key=lambda r: r["records_per_s"])
     result = {
-        "bench": "producer", "record_bytes": size, "records": n,
+        "bench": "producer", "record_bytes": size, "records": n, "rounds": rounds,
+        "all_rounds": {"ours": [round(r["records_per_s"], 1) for r in mine_runs],
+                       "kafka": [round(r["records_per_s"], 1) for r in their_runs]},
         "ratio": round(mine["records_per_s"] / theirs["records_per_s"], 3),
         "records_per_s": round(mine["records_per_s"], 1), "mb_per_s": round(mine["mb_per_s"], 2),
         "baseline": {"tool": "org.apache.kafka.tools.ProducerPerformance 3.9.1",
