@@ -1,0 +1,95 @@
+"""The audio processor: ``sensor.audio`` (PCM s16le, CloudEvents binary mode) → ``detections``.
+
+Per micro-batch: validate headers and payload length (:func:`skysentry.messages.decode_audio`),
+optionally skip windows older than ``max_window_age_s`` (off by default: DESIGN §4 keeps audio
+while the broker is away), apply the optional RMS level gate, fit each window to the model
+(resample / pad, see :meth:`detectors.audio.AudioDetector.fit`) and score the batch in one run.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import ClassVar, Literal
+
+import numpy as np
+from pydantic import Field
+
+from detectors.audio import AudioDetector, AudioDetectorConfig, rms_dbfs
+from detectors.registry import ModelSlot
+from skysentry.messages import AudioEvent, ContractError, Detection, decode_audio, utcnow
+from stream_processors.core import BatchResult, InputRecord, Pipeline, Prepared, ProcessorConfig
+from stream_processors.gates import LevelGate, LevelGateSettings
+
+
+class AudioProcessorConfig(ProcessorConfig):
+    type: Literal["audio"] = "audio"
+    group_id: str = "skysentry-audio"
+    detector: AudioDetectorConfig = AudioDetectorConfig()
+    max_batch: int = Field(16, ge=1, le=1024)
+    max_window_age_s: float | None = Field(None, gt=0, description="skip windows older than this; None keeps all")
+    level_gate: LevelGateSettings = LevelGateSettings()
+
+
+class AudioPipeline(Pipeline):
+    MODALITY: ClassVar[str] = "audio"
+    config: AudioProcessorConfig
+
+    def __init__(self, config: AudioProcessorConfig, slot: ModelSlot) -> None:
+        super().__init__(config, slot)
+        self.gate = LevelGate(config.level_gate) if config.level_gate.enabled else None
+
+    @property
+    def max_age_s(self) -> float | None:
+        return self.config.max_window_age_s
+
+    async def prepare(self, records: list[InputRecord]) -> Prepared:
+        detector: AudioDetector = self.slot.current
+        result = BatchResult(model=detector.ref)
+        prepared = Prepared(result, detector)
+        now = utcnow()
+        for record in records:
+            try:
+                event, pcm = decode_audio(record.value, record.headers)
+            except ContractError as exc:
+                result.dead.append((record, f"invalid audio window: {exc}"))
+                continue
+            if self.is_stale(event.time, now):
+                result.outcomes["stale"] += 1
+                self.summaries.skipped(event.site, event.source, detector.ref)
+                continue
+            if self.gate is not None and not self.gate.check(event.source, rms_dbfs(pcm), event.time):
+                result.outcomes["gated"] += 1
+                result.gated_by[self.gate.name] += 1
+                self.summaries.skipped(event.site, event.source, detector.ref)
+                continue
+            prepared.items.append((record, event, pcm))
+        return prepared
+
+    async def finish(self, prepared: Prepared) -> BatchResult:
+        result, detector, batch = prepared.result, prepared.detector, prepared.items
+        if batch:
+            def score(items: list[tuple[np.ndarray, int]]) -> np.ndarray:
+                return detector.infer([detector.fit(pcm, rate) for pcm, rate in items])
+
+            t0 = time.perf_counter()
+            scores, failed = await self.run_guarded(score, [(pcm, e.samplerate) for _, e, pcm in batch],
+                                                    "inference failed")
+            result.inference_s = time.perf_counter() - t0
+            result.batch_sizes.append(len(batch))
+            bad = dict(failed)
+            processed_at = utcnow()
+            label = detector.card.labels[0] if detector.card.labels else "drone"
+            for i, (record, event, _pcm) in enumerate(batch):
+                if i in bad:
+                    result.dead.append((record, bad[i]))
+                    continue
+                s = float(scores[i])
+                result.outcomes["inferred"] += 1
+                self.summaries.scored(event.site, event.source, s, detector.ref)
+                if s >= detector.report_threshold:
+                    result.detections.append(Detection(
+                        site=event.site, source=event.source, modality="audio", label=label, score=s,
+                        model=detector.ref, input_event_id=event.id, input_seq=event.seq,
+                        captured_at=event.time, processed_at=processed_at))
+        result.outcomes["dead_lettered"] = len(result.dead)
+        return result

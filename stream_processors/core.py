@@ -1,0 +1,201 @@
+"""The transport-free core of a processor: records in, detections / dead letters / counts out.
+
+A :class:`Pipeline` turns one micro-batch of input records into a :class:`BatchResult`. It
+never raises for bad input — every record ends as exactly one outcome: ``inferred``,
+``stale``, ``gated`` or ``dead_lettered`` (with the reason) — and it never talks to Kafka,
+so the same code runs under the faust agent (:mod:`stream_processors.runner`), in unit
+tests, and in the benchmark's raw loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from abc import ABC, abstractmethod
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, Field
+
+from detectors.registry import ModelSlot
+from skysentry.messages import Detection, Headers, ModelRef, ScoreSummary, utcnow
+
+log = logging.getLogger(__name__)
+
+OUTCOMES = ("inferred", "stale", "gated", "dead_lettered")
+
+
+class ProcessorConfig(BaseModel):
+    """Settings every processor has (the modality's config adds its detector and gate)."""
+
+    group_id: str = Field(description="Kafka consumer group: processors sharing it split the partitions")
+    max_batch: int = Field(8, ge=1, le=1024, description="at most this many windows per inference batch")
+    max_wait_s: float = Field(0.05, gt=0, description="run a partial batch after waiting this long")
+    summary_interval_s: float = Field(1.0, gt=0, description="per-source score summary period")
+    commit_interval_s: float = Field(1.0, gt=0, description="how often acknowledged offsets are committed")
+    session_timeout_s: float = Field(10.0, ge=6, description="consumer-group session timeout (dead member → rebalance)")
+    registry_root: str = Field("models/registry", description="where relative announced model URIs live")
+    model_cache_dir: str | None = Field(None, description="cache for models fetched from remote registries")
+    accept_model_names: list[str] | None = Field(None, description="announced model names to serve; None: any of this task")
+    create_topics: bool = Field(True, description="create missing topics at start (idempotent)")
+    source: str = Field("", description="CloudEvents source of the detections; default skysentry/processor/<type>")
+    send_retry_max_s: float = Field(5.0, gt=0, description="longest back-off between output retries")
+    max_inflight_batches: int = Field(4, ge=1, description="batches whose outputs may await Kafka's ack at once")
+    buffer_windows: int | None = Field(None, ge=8, description="faust's per-topic queue; None: max(512, 64 x max_batch)")
+
+
+@dataclass(slots=True)
+class InputRecord:
+    """One Kafka record, as read by any consumer (duck-types aiokafka's ConsumerRecord for the DLQ)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: Headers
+    timestamp: int | None = None  # ms, broker/producer time
+
+    @classmethod
+    def of(cls, message: Any) -> "InputRecord":
+        """From a faust Message or an aiokafka ConsumerRecord (headers: list, tuple or dict)."""
+        raw = message.headers or ()
+        items = raw.items() if isinstance(raw, dict) else raw
+        headers = [(str(k), bytes(v) if v is not None else b"") for k, v in items]
+        return cls(message.topic, message.partition, message.offset, message.key, message.value, headers,
+                   getattr(message, "timestamp", None))
+
+
+@dataclass
+class BatchResult:
+    detections: list[Detection] = field(default_factory=list)
+    dead: list[tuple[InputRecord, str]] = field(default_factory=list)
+    outcomes: Counter = field(default_factory=Counter)
+    gated_by: Counter = field(default_factory=Counter)
+    batch_sizes: list[int] = field(default_factory=list)
+    inference_s: float = 0.0
+    decode_s: float = 0.0
+    model: ModelRef | None = None
+
+    @property
+    def total(self) -> int:
+        return sum(self.outcomes[o] for o in OUTCOMES)
+
+
+class SummaryBook:
+    """Per-source score statistics between two summaries (DESIGN §2: ScoreSummary heartbeats).
+
+    One summary per (site, source, model) and interval: after a hot swap the old and the new
+    model's scores are never averaged together."""
+
+    def __init__(self, modality: str) -> None:
+        self.modality = modality
+        self._open: dict[tuple[str, str], dict] = {}
+        self._since = utcnow()
+
+    def _entry(self, site: str, source: str, model: ModelRef) -> dict:
+        key = (site, source, model.name, model.version)  # a model swap starts a new summary
+        e = self._open.get(key)
+        if e is None:
+            e = self._open[key] = {"windows": 0, "skipped": 0, "sum": 0.0, "max": 0.0, "model": model}
+        return e
+
+    def scored(self, site: str, source: str, score: float, model: ModelRef) -> None:
+        e = self._entry(site, source, model)
+        e["windows"] += 1
+        e["sum"] += score
+        e["max"] = max(e["max"], score)
+
+    def skipped(self, site: str, source: str, model: ModelRef) -> None:
+        self._entry(site, source, model)["skipped"] += 1
+
+    def restore(self, summaries: list[ScoreSummary]) -> None:
+        """Put back summaries that could not be sent, so their counts are not lost."""
+        for s in summaries:
+            e = self._entry(s.site, s.source, s.model)
+            e["windows"] += s.windows
+            e["skipped"] += s.skipped
+            e["sum"] += s.mean_score * s.windows
+            e["max"] = max(e["max"], s.max_score)
+            self._since = min(self._since, s.window_start)
+
+    def flush(self, now: datetime | None = None) -> list[ScoreSummary]:
+        now = now or utcnow()
+        start, self._since = self._since, now
+        out = []
+        for (site, source, _, _), e in sorted(self._open.items()):
+            n = e["windows"]
+            out.append(ScoreSummary(site=site, source=source, modality=self.modality, model=e["model"],
+                                    window_start=min(start, now), window_end=now, windows=n, skipped=e["skipped"],
+                                    max_score=e["max"], mean_score=min(1.0, e["sum"] / n) if n else 0.0))
+        self._open.clear()
+        return out
+
+
+@dataclass
+class Prepared:
+    """What ``Pipeline.prepare`` hands to ``Pipeline.finish``: the partial result (records
+    already dead-lettered, skipped or gated), the model the batch is served by, and the
+    (event, input) pairs to infer."""
+
+    result: BatchResult
+    detector: Any
+    items: list[tuple[InputRecord, Any, Any]] = field(default_factory=list)
+
+
+class Pipeline(ABC):
+    """Decode → stale check → gate → infer → detections, for one modality."""
+
+    MODALITY: ClassVar[str]
+
+    def __init__(self, config: ProcessorConfig, slot: ModelSlot) -> None:
+        self.config = config
+        self.slot = slot
+        self.summaries = SummaryBook(self.MODALITY)
+
+    @property
+    def max_age_s(self) -> float | None:
+        return None
+
+    def is_stale(self, captured: datetime, now: datetime) -> bool:
+        limit = self.max_age_s
+        return limit is not None and (now - captured).total_seconds() > limit
+
+    async def process(self, records: list[InputRecord]) -> BatchResult:
+        """Both stages, one after the other (tests, benches; the runner overlaps them)."""
+        return await self.finish(await self.prepare(records))
+
+    @abstractmethod
+    async def prepare(self, records: list[InputRecord]) -> "Prepared":
+        """Stage 1, in batch order: parse, skip stale, decode, gate. Sorts out every record
+        that will not reach the model (its outcome is final here)."""
+
+    @abstractmethod
+    async def finish(self, prepared: "Prepared") -> BatchResult:
+        """Stage 2: run the model on what ``prepare`` kept and build the detections. The
+        runner starts batch k+1's ``prepare`` while batch k is here, so decoding and inference
+        overlap; ``finish`` calls run one at a time, in batch order."""
+
+    async def close(self) -> None:
+        return None
+
+    # -- helpers for subclasses ---------------------------------------------------------------
+
+    @staticmethod
+    async def run_guarded(fn, items: list, describe) -> tuple[Any, list[tuple[int, str]]]:
+        """Run ``fn(items)`` in a thread; if it raises, run each item alone so one poisonous
+        input cannot sink its batch. Returns (results or None per item, [(index, reason)])."""
+        try:
+            return await asyncio.to_thread(fn, items), []
+        except Exception as exc:
+            log.warning("batch of %d failed (%s); retrying one by one", len(items), exc)
+        results: list[Any] = [None] * len(items)
+        failed: list[tuple[int, str]] = []
+        for i, item in enumerate(items):
+            try:
+                results[i] = (await asyncio.to_thread(fn, [item]))[0]
+            except Exception as exc:
+                failed.append((i, f"{describe}: {type(exc).__name__}: {exc}"[:500]))
+        return results, failed

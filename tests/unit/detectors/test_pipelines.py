@@ -1,0 +1,141 @@
+"""The transport-free processor pipelines: every input ends as exactly one outcome, with lineage."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import pytest
+
+from detectors import AudioDetectorConfig, ModelSlot, VisionDetectorConfig, load_detector
+from skysentry.messages import utcnow
+from stream_processors.audio import AudioPipeline, AudioProcessorConfig
+from stream_processors.core import InputRecord, SummaryBook
+from stream_processors.testing import audio_record, frame_record, jpeg, tone
+from stream_processors.vision import VisionPipeline, VisionProcessorConfig
+
+
+def rec(key, value, headers, offset=0, topic="sensor.frames"):
+    return InputRecord(topic, 0, offset, key, value, headers)
+
+
+@pytest.fixture
+def vision(vision_model):
+    def make(**cfg):
+        config = VisionProcessorConfig(detector=VisionDetectorConfig(model=vision_model), **cfg)
+        return VisionPipeline(config, ModelSlot(load_detector(config.detector)))
+    return make
+
+
+@pytest.fixture
+def audio(audio_model):
+    def make(**cfg):
+        config = AudioProcessorConfig(detector=AudioDetectorConfig(model=audio_model), **cfg)
+        return AudioPipeline(config, ModelSlot(load_detector(config.detector)))
+    return make
+
+
+async def test_positive_frame_becomes_a_detection_with_lineage(vision):
+    p = vision()
+    key, value, headers, ev = frame_record("cam-9", 17, site="north")
+    dark = frame_record("cam-9", 18, data=jpeg(brightness=0), site="north")
+    result = await p.process([rec(key, value, headers), rec(*dark[:3], offset=1)])
+    assert result.outcomes["inferred"] == 2 and result.total == 2 and not result.dead
+    (d,) = result.detections
+    assert (d.input_event_id, d.input_seq, d.source, d.site, d.modality) == (ev.id, 17, "cam-9", "north", "vision")
+    assert d.captured_at == ev.time and d.processed_at >= ev.time and d.model.name == "toy-vision"
+    assert len(d.boxes) == 1 and d.score > 0.99
+    (s,) = p.summaries.flush()
+    assert (s.source, s.windows, s.skipped) == ("cam-9", 2, 0) and s.max_score > 0.99 > s.mean_score
+
+
+async def test_stale_frames_are_skipped_and_counted(vision):
+    p = vision(max_frame_age_s=2.0)
+    old = frame_record(time=utcnow() - timedelta(seconds=10))
+    new = frame_record(seq=1)
+    result = await p.process([rec(*old[:3]), rec(*new[:3], offset=1)])
+    assert result.outcomes["stale"] == 1 and result.outcomes["inferred"] == 1
+    assert [d.input_event_id for d in result.detections] == [new[3].id]
+    (s,) = p.summaries.flush()
+    assert (s.windows, s.skipped) == (1, 1)
+
+
+async def test_malformed_frames_become_dead_letters_with_reasons(vision):
+    p = vision()
+    good = frame_record()
+    headers = good[2]
+    not_jpeg = rec(b"cam-1", b"hello", headers)
+    corrupt = rec(b"cam-1", b"\xff\xd8\xff" + bytes(200), headers, 1)
+    no_headers = rec(b"cam-1", good[1], [], 2)
+    wrong_size = rec(*frame_record(width=640, height=480, data=jpeg(160, 120))[:3], 3)
+    result = await p.process([not_jpeg, corrupt, no_headers, wrong_size, rec(*good[:3], 4)])
+    reasons = [why for _, why in result.dead]
+    assert result.outcomes["dead_lettered"] == 4 and result.outcomes["inferred"] == 1 and len(result.detections) == 1
+    assert "not a JPEG" in reasons[0] and "undecodable JPEG" in reasons[2] + reasons[3]
+    assert any("missing headers" in r or "ce_type" in r for r in reasons)
+    assert any("headers say 640x480" in r for r in reasons)
+
+
+async def test_motion_gate_skips_repeated_frames_but_refreshes(vision):
+    p = vision(motion_gate={"enabled": True, "threshold": 2.0, "refresh_s": 5.0})
+    t0 = utcnow()
+    same = jpeg(brightness=200)
+    frames = [frame_record(seq=i, data=same, time=t0 + timedelta(seconds=i)) for i in range(7)]
+    frames.append(frame_record(seq=7, data=jpeg(brightness=40), time=t0 + timedelta(seconds=7)))
+    result = await p.process([rec(*f[:3], offset=i) for i, f in enumerate(frames)])
+    # frame 0 (first), 5 (refresh after 5 s), 7 (motion) pass; 1-4 and 6 are gated
+    assert result.outcomes["gated"] == 5 and result.outcomes["inferred"] == 3 and result.gated_by["motion"] == 5
+
+
+async def test_audio_window_detection_silence_and_bad_payload(audio):
+    p = audio()
+    loud = audio_record("mic-3", 5)
+    quiet = audio_record("mic-3", 6, pcm=np.zeros(16000, np.int16))
+    key, value, headers, _ = audio_record("mic-3", 7)
+    short = rec(key, value[:-2], headers, 2)
+    result = await p.process([rec(*loud[:3]), rec(*quiet[:3], 1), short])
+    assert result.outcomes["inferred"] == 2 and result.outcomes["dead_lettered"] == 1
+    (d,) = result.detections
+    assert (d.input_event_id, d.modality, d.source) == (loud[3].id, "audio", "mic-3")
+    assert "audio payload is" in result.dead[0][1]
+
+
+async def test_level_gate_and_other_sample_rates(audio):
+    p = audio(level_gate={"enabled": True, "min_dbfs": -40.0, "refresh_s": 60})
+    t0 = utcnow()
+    first_quiet = audio_record(seq=0, pcm=np.zeros(16000, np.int16), time=t0)
+    quiet = audio_record(seq=1, pcm=np.zeros(16000, np.int16), time=t0 + timedelta(seconds=1))
+    loud_44k = audio_record(seq=2, pcm=tone(44100, rate=44100), rate=44100, time=t0 + timedelta(seconds=2))
+    result = await p.process([rec(*r[:3], offset=i) for i, r in enumerate((first_quiet, quiet, loud_44k))])
+    assert result.outcomes["gated"] == 1 and result.outcomes["inferred"] == 2
+    assert [d.input_seq for d in result.detections] == [2]
+
+
+async def test_a_model_that_fails_on_one_input_only_dead_letters_that_one(vision, monkeypatch):
+    p = vision()
+    det = p.slot.current
+    real = det.infer
+
+    def flaky(frames):
+        if any(f.tensor[32, 32].max() < 10 for f in frames):
+            raise RuntimeError("boom")
+        return real(frames)
+
+    monkeypatch.setattr(det, "infer", flaky)
+    frames = [frame_record(seq=0), frame_record(seq=1, data=jpeg(brightness=0)), frame_record(seq=2)]
+    result = await p.process([rec(*f[:3], offset=i) for i, f in enumerate(frames)])
+    assert result.outcomes["inferred"] == 2 and result.outcomes["dead_lettered"] == 1
+    assert "inference failed: RuntimeError: boom" in result.dead[0][1]
+
+
+def test_summary_book_groups_by_source_and_resets():
+    from skysentry.messages import ModelRef
+
+    book, ref = SummaryBook("audio"), ModelRef(name="m", version="1")
+    book.scored("s", "mic-1", 0.2, ref)
+    book.scored("s", "mic-1", 0.6, ref)
+    book.skipped("s", "mic-2", ref)
+    a, b = book.flush()
+    assert (a.source, a.windows, a.max_score, a.mean_score) == ("mic-1", 2, 0.6, pytest.approx(0.4))
+    assert (b.source, b.windows, b.skipped, b.mean_score) == ("mic-2", 0, 1, 0.0)
+    assert book.flush() == []
