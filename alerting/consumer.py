@@ -1,0 +1,120 @@
+"""The dedup stage: read ``detections``, confirm and deduplicate each in Redis, commit.
+
+At-least-once with idempotent effects: offsets are committed only after Redis has applied
+the batch, and ``observe`` ignores a detection it has seen, so a replay after a crash or a
+rebalance changes nothing. Records that are not readable detections go to
+``detections.dlq`` with the reason; score summaries (the other event type on the topic) are
+read and skipped. A rebalance waits for the batch in hand to be applied and committed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka.errors import CommitFailedError, KafkaError
+
+from alerting import metrics
+from alerting.config import AlertingSettings
+from alerting.state import AlertState, Observation
+from skysentry.bus import send_to_dlq
+from skysentry.messages import ContractError, Detection, ScoreSummary, decode_structured
+
+log = logging.getLogger(__name__)
+
+
+class _WaitForBatch(ConsumerRebalanceListener):
+    """Before partitions move, let the batch in hand finish (it commits its own offsets)."""
+
+    def __init__(self, lock: asyncio.Lock):
+        self.lock = lock
+        self.assigned = asyncio.Event()  # set while this replica owns partitions
+
+    async def on_partitions_revoked(self, revoked) -> None:
+        self.assigned.clear()
+        async with self.lock:
+            pass
+
+    async def on_partitions_assigned(self, assigned) -> None:
+        log.info("assigned %d partition(s) of detections", len(assigned))
+        if assigned:
+            self.assigned.set()
+
+
+class DetectionConsumer:
+    def __init__(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, state: AlertState,
+                 settings: AlertingSettings, on_new_alert: Callable[[], None] = lambda: None):
+        self.consumer = consumer
+        self.producer = producer
+        self.state = state
+        self.settings = settings
+        self.on_new_alert = on_new_alert
+        self.lock = asyncio.Lock()
+        self.listener = _WaitForBatch(self.lock)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                batch = await self.consumer.getmany(timeout_ms=100, max_records=self.settings.batch_max)
+            except KafkaError:
+                log.exception("fetching detections failed; retrying")
+                await asyncio.sleep(1.0)
+                continue
+            if not batch:
+                continue
+            async with self.lock:
+                try:
+                    await self.process([r for records in batch.values() for r in records])
+                except Exception:
+                    # Redis (or the DLQ) is away: rewind and try the same records again.
+                    log.exception("processing %d detections failed; rewinding to retry",
+                                  sum(len(r) for r in batch.values()))
+                    for tp, records in batch.items():
+                        self.consumer.seek(tp, records[0].offset)
+                    await asyncio.sleep(1.0)
+                    continue
+                try:
+                    await self.consumer.commit()
+                except CommitFailedError:
+                    log.warning("offset commit lost to a rebalance; the new owner replays (harmless: "
+                                "detections are deduplicated)")
+                except KafkaError:
+                    log.exception("offset commit failed; these detections may be replayed (harmless)")
+
+    async def process(self, records) -> list[Observation]:
+        detections: list[Detection] = []
+        now = datetime.now(timezone.utc)
+        confirm = self.settings.confirm
+        for record in records:
+            try:
+                _, message = decode_structured(record.value, (Detection, ScoreSummary))
+            except ContractError as exc:
+                await send_to_dlq(self.producer, record, str(exc))
+                metrics.INVALID.inc()
+                continue
+            if isinstance(message, ScoreSummary):
+                metrics.DETECTIONS.labels("summary").inc()
+                continue
+            if message.score < confirm.threshold:
+                metrics.DETECTIONS.labels("below_threshold").inc()
+                continue
+            if (now - message.captured_at).total_seconds() > self.settings.max_detection_age:
+                metrics.DETECTIONS.labels("too_old").inc()
+                continue
+            detections.append(message)
+        results = await self.state.observe_many(detections)
+        new_alert = False
+        for obs in results:
+            metrics.DETECTIONS.labels(obs.outcome).inc()
+            if obs.outcome == "replay":
+                metrics.DEDUP_HITS.labels("replay").inc()
+            elif obs.outcome in ("refresh", "corroborated"):
+                metrics.DEDUP_HITS.labels("active_alert").inc()
+            if obs.outcome in ("fired", "corroborated"):
+                new_alert = True
+        if new_alert:
+            self.on_new_alert()
+        return results

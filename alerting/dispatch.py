@@ -1,0 +1,120 @@
+"""The wait and route stages: when an alert's timer is due, decide what to tell whom, and
+write that decision — alert state and outbox entries together — in one atomic step.
+
+    timer due ─▶ load alert ─▶ silenced? inhibited? ─▶ lifecycle.evaluate ─▶ notifications
+              ─▶ commit (compare-and-set on the alert's version) ─▶ wake channel workers
+
+A detection that lands between the load and the commit bumps the version; the commit then
+fails and the decision is made again on fresh state, so two replicas (or a replica and a
+late detection) can never both send "firing".
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import datetime, timezone
+
+from alerting import faults, metrics
+from alerting.channels.base import Channel
+from alerting.config import AlertingSettings
+from alerting.events import ALERTS_CHANNEL, alert_of
+from alerting.inhibition import Inhibitor
+from alerting.lifecycle import Decision, Timing, evaluate
+from alerting.notification import Evidence, Notification
+from alerting.routing import Router
+from alerting.silences import SilenceStore
+from alerting.state import AlertSnapshot, AlertState
+from skysentry.logs import kv
+
+log = logging.getLogger(__name__)
+
+_KEYS = uuid.UUID("5a1e7c3e-2f0b-4d61-9d3c-6b8e2f1a7c55")
+COMMIT_ATTEMPTS = 8
+
+
+def idempotency_key(fp: str, inc: int, route: str, event: str, seq: int, channel: str, target: str | None) -> str:
+    """Deterministic: the same decision always yields the same key (a UUID, fit for a header)."""
+    return str(uuid.uuid5(_KEYS, f"{fp}/{inc}/{route}/{event}/{seq}/{channel}/{target or ''}"))
+
+
+class Dispatcher:
+    def __init__(self, state: AlertState, router: Router, silences: SilenceStore, inhibitor: Inhibitor,
+                 channels: dict[str, Channel], settings: AlertingSettings,
+                 on_outbox: Callable[[Iterable[str]], None] = lambda _: None):
+        self.state = state
+        self.router = router
+        self.silences = silences
+        self.inhibitor = inhibitor
+        self.channels = channels
+        self.on_outbox = on_outbox
+        self.timing = Timing(int(settings.resolve_after * 1000), int(settings.mute_recheck * 1000))
+
+    async def tick(self, fp: str, now: int) -> Decision | None:
+        """Evaluate one alert whose timer is due (and that this replica has claimed)."""
+        for _ in range(COMMIT_ATTEMPTS):
+            snap = await self.state.load(fp)
+            if snap is None:  # expired: drop its timer unless a new incarnation appeared meanwhile
+                if await self.state.commit(fp, None, updates={}, outbox=[], next_tick_ms=None):
+                    return None
+                continue
+            silenced = inhibited = None
+            if snap.status == "firing":
+                silence = await self.silences.silencing(snap.labels())
+                silenced = silence.id if silence else None
+                if not silenced and self.inhibitor.targets_possible(snap):
+                    inhibited = self.inhibitor.inhibited_by(snap, await self.state.site_alerts(snap.site))
+            decision = evaluate(snap, now, self.router, self.timing, silenced_by=silenced, inhibited_by=inhibited)
+            notifications = self.notifications(snap, decision, now)
+            entries = [(n.channel, n.idempotency_key, n.model_dump_json()) for n in notifications]
+            if await self.state.commit(fp, snap.version, updates=decision.updates, outbox=entries,
+                                       next_tick_ms=decision.next_tick_ms, resolve=decision.resolve):
+                if any(n.channel != ALERTS_CHANNEL for n in notifications):
+                    faults.crash_point(faults.CRASH_AFTER_OUTBOX_WRITE)
+                self._account(snap, decision, notifications)
+                if notifications:
+                    self.on_outbox({n.channel for n in notifications})
+                return decision
+            now = await self.state.now_ms()
+        log.warning("alert %s changed under %d decisions in a row; trying again shortly", fp, COMMIT_ATTEMPTS)
+        await self.state.schedule(fp, now + 200)
+        return None
+
+    def notifications(self, snap: AlertSnapshot, decision: Decision, now: int) -> list[Notification]:
+        out: list[Notification] = []
+        decided_at = datetime.fromtimestamp(now / 1000, timezone.utc)
+        evidence = Evidence.model_validate(snap.evidence) if snap.evidence else None
+        for p in decision.planned:
+            alert = alert_of(snap, p.event, now)
+            common = dict(event=p.event, alert=alert, sources=snap.sources, evidence=evidence,
+                          escalated=p.escalated, decided_at=decided_at)
+            if p.route is None:
+                key = idempotency_key(snap.fp, snap.inc, "", p.event, p.seq, ALERTS_CHANNEL, None)
+                out.append(Notification(idempotency_key=key, channel=ALERTS_CHANNEL, route="", **common))
+                continue
+            for receiver in p.route.receivers:
+                channel = self.channels.get(receiver)
+                if channel is None:
+                    log.error("route %s names channel %s, which this replica does not have", p.route.id, receiver)
+                    continue
+                for target in channel.targets():
+                    key = idempotency_key(snap.fp, snap.inc, p.route.id, p.event, p.seq, receiver, target)
+                    out.append(Notification(idempotency_key=key, channel=receiver, target=target,
+                                            route=p.route.id, **common))
+        return out
+
+    def _account(self, snap: AlertSnapshot, decision: Decision, notifications: list[Notification]) -> None:
+        for p in decision.planned:
+            if p.route is None:
+                metrics.ALERT_EVENTS.labels(p.event).inc()
+                log.info("alert %s", "escalated" if p.escalated else p.event,
+                         extra=kv(fingerprint=snap.fp, site=snap.site, sources=snap.sources, severity=snap.severity,
+                                  modalities=snap.modalities, score=snap.max_score))
+        for rid, why in decision.muted:
+            metrics.SUPPRESSED.labels("silenced" if why.startswith("silenced") else "inhibited").inc()
+            log.debug("notification held back", extra=kv(fingerprint=snap.fp, route=rid, why=why))
+        if notifications:
+            log.info("notifications decided", extra=kv(
+                fingerprint=snap.fp, channels=sorted({n.channel for n in notifications if n.channel != ALERTS_CHANNEL}),
+                events=sorted({n.event for n in notifications})))

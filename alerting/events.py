@@ -1,0 +1,70 @@
+"""Lifecycle events on the ``alerts`` topic (CloudEvents structured JSON, key = fingerprint).
+
+They go through the outbox like any notification — a pseudo-channel that cannot be muted —
+so a crash between deciding and publishing neither loses nor doubles an event: the
+CloudEvents ``id`` is the notification's idempotency key, identical on every retry.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from alerting.channels.base import Channel, ChannelSettings, DeliveryError
+from alerting.notification import Notification, iso
+from alerting.state import AlertSnapshot
+from skysentry.messages import Alert, encode_structured
+
+ALERTS_CHANNEL = "_alerts"  # reserved name: configured channel names cannot start with "_"
+
+
+class AlertsTopicChannel(Channel):
+    TYPE = "kafka"
+
+    def __init__(self, producer: AIOKafkaProducer, topic: str, source_name: str, *, timeout_s: float):
+        super().__init__(ALERTS_CHANNEL, ChannelSettings(
+            timeout=timeout_s, max_attempts=1_000_000, backoff_initial=0.5, backoff_max=30.0,
+            breaker_failures=1_000_000, concurrency=8))
+        self.producer = producer
+        self.topic = topic
+        self.source_name = source_name
+
+    async def send(self, n: Notification) -> None:
+        value, headers = encode_structured(n.alert, source=self.source_name, id=n.idempotency_key,
+                                           time=n.decided_at)
+        try:
+            await self.producer.send_and_wait(self.topic, value=value, key=n.alert.fingerprint.encode(),
+                                              headers=headers)
+        except KafkaError as exc:
+            raise DeliveryError(f"alerts topic {self.topic}: {type(exc).__name__}: {exc}") from None
+
+
+def ms_to_dt(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, timezone.utc)
+
+
+def summary_of(a: AlertSnapshot, event: str, now_ms: int) -> str:
+    """One sentence for people: what, where, seen by what, how sure."""
+    what = a.label.capitalize()
+    mods = " + ".join(a.modalities)
+    if event == "resolved":
+        return (f"{what} at site {a.site} no longer detected by {', '.join(a.sources)}; "
+                f"last seen {iso(ms_to_dt(a.ms('last_seen_ms') or now_ms))}")
+    if len(a.sources) > 1:
+        return (f"{what} at site {a.site} corroborated by {' and '.join(a.sources)} ({mods}), "
+                f"confidence {a.max_score:.0%}")
+    return f"{what} confirmed at site {a.site} by {a.source} ({mods}), confidence {a.max_score:.0%}"
+
+
+def alert_of(a: AlertSnapshot, event: str, now_ms: int) -> Alert:
+    """The contract view of an alert at one lifecycle event."""
+    resolved = event == "resolved"
+    return Alert(
+        fingerprint=a.fp, event=event, status="resolved" if resolved else "firing",  # type: ignore[arg-type]
+        severity=a.severity, site=a.site, source=a.source, label=a.label,  # type: ignore[arg-type]
+        modalities=a.modalities, max_score=min(1.0, a.max_score),  # type: ignore[arg-type]
+        starts_at=ms_to_dt(a.ms("starts_ms") or now_ms), last_seen_at=ms_to_dt(a.ms("last_seen_ms") or now_ms),
+        ends_at=ms_to_dt(now_ms) if resolved else None, detection_ids=a.detection_ids,
+        summary=summary_of(a, event, now_ms))

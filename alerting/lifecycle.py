@@ -1,0 +1,137 @@
+"""The alert lifecycle as a pure function: given an alert, the time, the routing tree and
+whether the alert is muted, what is due now and when to look again.
+
+    firing ──(group_wait per route)──▶ first notification
+       │  ──(repeat_interval per route, or at once when the severity rises)──▶ repeat
+       └──(resolve_after without detections)──▶ resolved (to routes that heard "firing")
+
+Kept free of I/O so the rules can be tested exhaustively; :mod:`alerting.dispatch` reads the
+alert, calls :func:`evaluate`, and commits the result atomically.
+
+Notification state lives in the alert hash, per route: ``n:<route>:seq`` (notifications sent
+in this incarnation; 0/absent = firing not sent yet), ``n:<route>:last_ms``,
+``n:<route>:sev`` (severity last told). ``k:*`` is the same for the ``alerts`` topic, which
+follows the root route's timing and is never muted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from alerting.notification import SEVERITY_RANK, Event
+from alerting.routing import Route, Router
+from alerting.state import AlertSnapshot
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One decided notification: ``route`` None means the ``alerts`` topic."""
+
+    event: Event
+    route: Route | None
+    seq: int
+    escalated: bool = False
+
+
+@dataclass
+class Decision:
+    updates: dict[str, object] = field(default_factory=dict)
+    planned: list[Planned] = field(default_factory=list)
+    next_tick_ms: int | None = None
+    resolve: bool = False
+    muted: list[tuple[str, str]] = field(default_factory=list)  # (route id, why)
+
+
+@dataclass(frozen=True)
+class Timing:
+    resolve_after_ms: int
+    mute_recheck_ms: int
+
+
+def _ms(seconds: float) -> int:
+    return int(round(seconds * 1000))
+
+
+def sent_routes(a: AlertSnapshot) -> list[str]:
+    """Routes that were told this incarnation is firing."""
+    return [k[2:-4] for k, v in a.raw.items() if k.startswith("n:") and k.endswith(":seq") and int(v) > 0]
+
+
+def evaluate(a: AlertSnapshot, now: int, router: Router, timing: Timing, *,
+             silenced_by: str | None = None, inhibited_by: str | None = None) -> Decision:
+    if a.status != "firing":
+        return Decision()
+    raw = a.raw
+    d = Decision()
+    sev = SEVERITY_RANK[a.severity]
+    created = a.ms("created_ms") or now
+    resolve_at = (a.ms("last_obs_ms") or now) + timing.resolve_after_ms
+
+    if now >= resolve_at:
+        d.resolve = True
+        d.updates.update(status="resolved", ends_ms=now)
+        kseq = int(raw.get("k:seq", 0))
+        if kseq:
+            d.updates["k:seq"] = kseq + 1
+            d.planned.append(Planned("resolved", None, kseq + 1))
+        for rid in sent_routes(a):
+            route = router.get(rid)
+            if route is None or not route.send_resolved:
+                continue
+            if silenced_by:
+                d.muted.append((rid, f"silenced by {silenced_by}"))
+                continue
+            seq = int(raw[f"n:{rid}:seq"]) + 1
+            d.updates.update({f"n:{rid}:seq": seq, f"n:{rid}:last_ms": now})
+            d.planned.append(Planned("resolved", route, seq))
+        return d
+
+    next_due = resolve_at
+    root = router.root
+
+    # The alerts topic: every alert, never muted, on the root's timing.
+    kseq = int(raw.get("k:seq", 0))
+    if kseq == 0:
+        due = created + _ms(root.group_wait)
+        if now >= due:
+            d.planned.append(Planned("firing", None, 1))
+            d.updates.update({"k:seq": 1, "k:last_ms": now, "k:sev": a.severity})
+            next_due = min(next_due, now + _ms(root.repeat_interval))
+        else:
+            next_due = min(next_due, due)
+    else:
+        last, told = int(raw["k:last_ms"]), SEVERITY_RANK[raw.get("k:sev", a.severity)]
+        due = last + _ms(root.repeat_interval)
+        if sev > told or now >= due:
+            d.planned.append(Planned("repeat", None, kseq + 1, escalated=sev > told))
+            d.updates.update({"k:seq": kseq + 1, "k:last_ms": now, "k:sev": a.severity})
+            next_due = min(next_due, now + _ms(root.repeat_interval))
+        else:
+            next_due = min(next_due, due)
+
+    muted_by = f"silenced by {silenced_by}" if silenced_by else (
+        f"inhibited by {inhibited_by}" if inhibited_by else None)
+    for route in router.match(a.labels()):
+        rid = route.id
+        seq = int(raw.get(f"n:{rid}:seq", 0))
+        if seq == 0:
+            due = created + _ms(route.group_wait)
+            event, escalated = "firing", False
+        else:
+            told = SEVERITY_RANK[raw.get(f"n:{rid}:sev", a.severity)]
+            escalated = sev > told
+            due = now if escalated else int(raw[f"n:{rid}:last_ms"]) + _ms(route.repeat_interval)
+            event = "repeat"
+        if now < due:
+            next_due = min(next_due, due)
+            continue
+        if muted_by:
+            d.muted.append((rid, muted_by))
+            next_due = min(next_due, now + timing.mute_recheck_ms)
+            continue
+        d.planned.append(Planned(event, route, seq + 1, escalated))  # type: ignore[arg-type]
+        d.updates.update({f"n:{rid}:seq": seq + 1, f"n:{rid}:last_ms": now, f"n:{rid}:sev": a.severity})
+        next_due = min(next_due, now + _ms(route.repeat_interval))
+
+    d.next_tick_ms = max(next_due, now + 1)
+    return d

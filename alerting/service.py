@@ -1,0 +1,190 @@
+"""The alerting service: detections in, notifications and lifecycle events out (DESIGN §6).
+
+    detections ─▶ DetectionConsumer (dedup: confirm, deduplicate, corroborate in Redis)
+               ─▶ timers ─▶ Dispatcher (wait, route, silence, inhibit; decision + outbox, atomic)
+               ─▶ ChannelWorker per channel (retry with backoff, breaker, dead letter; log)
+               ─▶ webhook / Slack / Twilio / Apprise, and the `alerts` topic
+
+Every replica runs all three loops; Redis (scripts, leases, compare-and-set) keeps them from
+stepping on each other, so replicas can be added or killed at any time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+
+import redis.asyncio as aioredis
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from redis.exceptions import RedisError
+
+from alerting import metrics
+from alerting.channels import Channel, build_channel
+from alerting.config import AlertingServiceSettings
+from alerting.consumer import DetectionConsumer
+from alerting.delivery import ChannelWorker
+from alerting.dispatch import Dispatcher
+from alerting.events import ALERTS_CHANNEL, AlertsTopicChannel
+from alerting.inhibition import Inhibitor
+from alerting.outbox import Outbox
+from alerting.routing import Router
+from alerting.silences import SilenceStore
+from alerting.state import AlertState
+from skysentry.bus import client_options, make_consumer, make_producer
+from skysentry.config import KafkaSettings, TopicSettings
+from skysentry.logs import redact
+from skysentry.topics import dlq, topic_specs
+
+log = logging.getLogger(__name__)
+
+
+def redis_client(settings: AlertingServiceSettings) -> aioredis.Redis:
+    return aioredis.from_url(settings.redis.url.get_secret_value(), decode_responses=True,
+                             health_check_interval=30, socket_keepalive=True)
+
+
+def build_channels(settings: AlertingServiceSettings) -> dict[str, Channel]:
+    return {name: build_channel(name, cfg) for name, cfg in settings.alerting.channels.items()}
+
+
+async def ensure_alerting_topics(kafka: KafkaSettings, topics: TopicSettings) -> None:
+    """Create the topics alerting reads and writes (and only those) if missing."""
+    wanted = {topics.detections, topics.alerts, dlq(topics.detections)}
+    admin = AIOKafkaAdminClient(**client_options(kafka))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        specs = [s for s in topic_specs(topics, kafka) if s.name in wanted and s.name not in existing]
+        if specs:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics(specs)
+    finally:
+        await admin.close()
+
+
+class ServiceStartError(RuntimeError):
+    """Kafka or Redis cannot be reached at start; the message says where and what to do."""
+
+
+class AlertingService:
+    def __init__(self, settings: AlertingServiceSettings, *, instance: str | None = None):
+        self.settings = settings
+        self.instance = instance or f"{socket.gethostname()}-{os.getpid()}"
+        self.ready = asyncio.Event()  # consumer started, loops running
+        self.assigned: asyncio.Event | None = None  # set while it owns partitions of `detections`
+
+    async def run(self, stop: asyncio.Event) -> None:
+        s, a = self.settings, self.settings.alerting
+        redis = redis_client(s)
+        try:
+            await redis.ping()
+        except (RedisError, OSError) as exc:
+            await redis.aclose()
+            url = redact(s.redis.url.get_secret_value())
+            raise ServiceStartError(f"cannot reach Redis at {url}: {str(exc).rstrip('.')}. "
+                                    "Start it (`skysentry stack up`) or point REDIS_URL at one.") from None
+        try:
+            await ensure_alerting_topics(s.kafka, s.topics)
+        except (KafkaError, OSError) as exc:
+            await redis.aclose()
+            raise ServiceStartError(f"cannot reach Kafka at {s.kafka.bootstrap_servers}: {str(exc).rstrip('.')}. "
+                                    "Start it (`skysentry stack up`) or point KAFKA_BOOTSTRAP_SERVERS at one.") from None
+        state = AlertState(redis, a)
+        outbox = Outbox(redis, a.key_prefix, dead_letter_max=a.outbox.dead_letter_max)
+        silences = SilenceStore(redis, a.key_prefix)
+        router = Router(a.route)
+        channels = build_channels(s)
+        kafka = s.kafka.model_copy(update={"client_id": f"{s.kafka.client_id}-alerting-{self.instance}"})
+        producer = make_producer(kafka)
+        await producer.start()
+        channels[ALERTS_CHANNEL] = AlertsTopicChannel(producer, s.topics.alerts, a.source_name,
+                                                      timeout_s=min(15.0, a.outbox.lease / 2))
+        workers = {name: ChannelWorker(ch, outbox, lease_s=a.outbox.lease, poll_s=a.outbox.poll)
+                   for name, ch in channels.items()}
+        tick_wakeup = asyncio.Event()
+
+        def wake(names) -> None:
+            for name in names:
+                if name in workers:
+                    workers[name].wake()
+
+        dispatcher = Dispatcher(state, router, silences, Inhibitor(a.inhibit_rules), channels, a, on_outbox=wake)
+        consumer = make_consumer(kafka, group_id=a.group_id, session_timeout_ms=a.session_timeout_ms,
+                                 heartbeat_interval_ms=max(1000, a.session_timeout_ms // 3),
+                                 max_poll_interval_ms=300_000)
+        detections = DetectionConsumer(consumer, producer, state, a, on_new_alert=tick_wakeup.set)
+        self.assigned = detections.listener.assigned
+        consumer.subscribe([s.topics.detections], listener=detections.listener)
+        await consumer.start()
+
+        intake_stop = asyncio.Event()  # detections and timers stop first, senders last
+        send_stop = asyncio.Event()
+        tasks = [asyncio.create_task(detections.run(intake_stop), name="detections"),
+                 asyncio.create_task(self._tick_loop(state, dispatcher, tick_wakeup, intake_stop), name="timers"),
+                 asyncio.create_task(self._gauges(state, outbox, intake_stop), name="gauges")]
+        senders = [asyncio.create_task(w.run(send_stop, a.shutdown_grace), name=f"channel:{n}")
+                   for n, w in workers.items()]
+        log.info("alerting running", extra={"fields": {
+            "instance": self.instance, "group": a.group_id, "channels": sorted(a.channels),
+            "detections": s.topics.detections, "alerts": s.topics.alerts}})
+        self.ready.set()
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            done, _ = await asyncio.wait([stopped, *tasks, *senders], return_when=asyncio.FIRST_COMPLETED)
+            for t in done:
+                if t is not stopped:
+                    t.result()  # a loop ended on its own: raise what killed it
+        finally:
+            stopped.cancel()
+            intake_stop.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await consumer.stop()  # leave the group now: others take the partitions at once
+            send_stop.set()
+            await asyncio.gather(*senders, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            for ch in channels.values():
+                with contextlib.suppress(Exception):
+                    await ch.aclose()
+            await redis.aclose()
+            log.info("alerting stopped", extra={"fields": {"instance": self.instance}})
+
+    async def _tick_loop(self, state: AlertState, dispatcher: Dispatcher, wakeup: asyncio.Event,
+                         stop: asyncio.Event) -> None:
+        poll = self.settings.alerting.tick_poll
+        limit = 64
+        while not stop.is_set():
+            wakeup.clear()
+            fps: list[str] = []
+            try:
+                now, fps = await state.claim_due(limit)
+                if fps:
+                    await asyncio.gather(*(dispatcher.tick(fp, now) for fp in fps))
+            except Exception:
+                log.exception("timer evaluation failed; claimed alerts return when their lease ends")
+                await _sleep(stop, 1.0)
+                continue
+            if len(fps) >= limit:
+                continue
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(wakeup.wait(), timeout=poll)
+
+    async def _gauges(self, state: AlertState, outbox: Outbox, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                metrics.ALERTS_FIRING.set(await state.firing_count())
+                for channel, depth in (await outbox.depth()).items():
+                    metrics.OUTBOX_DEPTH.labels(channel).set(depth)
+            except Exception:
+                log.debug("gauge refresh failed", exc_info=True)
+            await _sleep(stop, 1.0)
+
+
+async def _sleep(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
