@@ -1,0 +1,68 @@
+"""A tiny training run per modality on small synthetic class folders: it exports an ONNX model
+that passes the parity check and that the serving detectors load and run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from .conftest import synthetic_audio_folder
+
+pytestmark = pytest.mark.train
+
+
+def _image_folder(root: Path, n: int = 14) -> Path:
+    import cv2
+
+    from trainer.synthetic import synthetic_module
+
+    syn = synthetic_module()
+    (root / "drone").mkdir(parents=True)
+    (root / "sky").mkdir(parents=True)
+    scene = syn.SyntheticScene(width=128, height=96, fps=10, seed=3, drone_every_s=2.0, drone_duration_s=2.0,
+                               drone_size_px=(20, 30), bird_probability=0.0)
+    t, k = 0.05, 0
+    while k < n:
+        frame, truth = scene.frame_at(t)
+        t += 0.37
+        boxes = [o.box for o in truth.objects if o.label == "drone"]
+        if not boxes:
+            continue
+        cv2.imwrite(str(root / "drone" / f"f{k}.png"), frame)
+        (root / "drone" / f"f{k}.txt").write_text("".join(
+            f"0 {(b[0] + b[2]) / 2} {(b[1] + b[3]) / 2} {b[2] - b[0]} {b[3] - b[1]}\n" for b in boxes))
+        cv2.imwrite(str(root / "sky" / f"s{k}.png"), scene.background_at(t))
+        k += 1
+    return root
+
+
+def test_tiny_audio_run_exports_a_servable_model(tmp_path, monkeypatch):
+    from detectors.audio import AudioDetector, AudioDetectorConfig
+    from trainer.train_audio import train_audio
+
+    monkeypatch.setenv("SKYSENTRY_CACHE", str(tmp_path / "cache"))
+    data = synthetic_audio_folder(tmp_path / "audio", clips=4)
+    out = train_audio([data], tmp_path / "out", epochs=1, synthetic_clips=0, width=4, batch=8,
+                      run_dir=tmp_path / "run")
+    assert out.card.parity_max_abs_diff is not None and out.card.parity_max_abs_diff < 1e-3
+    assert (tmp_path / "run" / "report" / "metrics.json").is_file()
+    det = AudioDetector.load(AudioDetectorConfig(model=out.model_path))
+    scores = det.infer([det.fit(np.zeros(16000, np.int16), 16000), det.fit(np.ones(8000, np.int16), 8000)])
+    assert scores.shape == (2,) and np.all((scores >= 0) & (scores <= 1))
+
+
+def test_tiny_vision_run_exports_a_servable_model(tmp_path, monkeypatch):
+    from detectors.vision import VisionDetector, VisionDetectorConfig
+    from trainer.train_vision import train_vision
+
+    monkeypatch.setenv("SKYSENTRY_CACHE", str(tmp_path / "cache"))
+    data = _image_folder(tmp_path / "img")
+    out = train_vision([data], tmp_path / "out", epochs=1, synthetic_scenes=0, variants=1, size=64, batch=8,
+                       run_dir=tmp_path / "run")
+    assert out.card.parity_max_abs_diff is not None and out.card.parity_max_abs_diff < 1e-3
+    assert out.card.outputs == ["score", "boxes", "box_scores"]
+    det = VisionDetector.load(VisionDetectorConfig(model=out.model_path))
+    res = det.infer([det.prepare_rgb(np.full((96, 128, 3), 180, np.uint8))])
+    assert 0 <= res[0].score <= 1

@@ -1,0 +1,113 @@
+"""The audio model: raw int16 PCM → log-mel (inside the module, so it exports) → compact CNN.
+
+Front-end: the STFT is a fixed ``conv1d`` whose kernels are a Hann-windowed DFT basis
+(cos and sin rows), power = re² + im², a mel filterbank matmul, then ``log``. The log-mel is
+centred per window (its mean over time and frequency is subtracted), which makes the score
+independent of the microphone's gain: the development drones were recorded close up indoors,
+real ones are far away outdoors.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+SAMPLE_RATE = 16_000
+WINDOW = 16_000
+
+
+def mel_filterbank(n_mels: int, n_fft: int, sample_rate: int, fmin: float, fmax: float) -> np.ndarray:
+    """HTK-style triangular mel filters ``[n_mels, n_fft // 2 + 1]`` (Slaney area normalisation)."""
+    def hz_to_mel(f):
+        return 2595.0 * np.log10(1.0 + np.asarray(f) / 700.0)
+
+    def mel_to_hz(m):
+        return 700.0 * (10 ** (np.asarray(m) / 2595.0) - 1.0)
+
+    freqs = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
+    hz = mel_to_hz(np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2))
+    fb = np.zeros((n_mels, freqs.size))
+    for i in range(n_mels):
+        lo, c, hi = hz[i], hz[i + 1], hz[i + 2]
+        up = (freqs - lo) / max(c - lo, 1e-9)
+        down = (hi - freqs) / max(hi - c, 1e-9)
+        fb[i] = np.clip(np.minimum(up, down), 0, None) * (2.0 / (hi - lo))
+    return fb.astype(np.float32)
+
+
+class LogMel(nn.Module):
+    """int16/float PCM ``[B, N]`` → centred log-mel ``[B, 1, n_mels, frames]``."""
+
+    def __init__(self, n_fft: int = 512, hop: int = 160, n_mels: int = 64, sample_rate: int = SAMPLE_RATE,
+                 fmin: float = 50.0, fmax: float = 8000.0):
+        super().__init__()
+        n = torch.arange(n_fft, dtype=torch.float64)
+        k = torch.arange(n_fft // 2 + 1, dtype=torch.float64)
+        window = 0.5 - 0.5 * torch.cos(2 * math.pi * n / n_fft)  # periodic Hann
+        phase = 2 * math.pi * k[:, None] * n[None, :] / n_fft
+        basis = torch.cat([torch.cos(phase), -torch.sin(phase)]) * window  # [2F, n_fft]
+        self.register_buffer("basis", basis.float().unsqueeze(1), persistent=True)
+        self.register_buffer("mel", torch.from_numpy(mel_filterbank(n_mels, n_fft, sample_rate, fmin, fmax)))
+        self.hop = hop
+        self.n_freq = n_fft // 2 + 1
+
+    def forward(self, pcm: torch.Tensor) -> torch.Tensor:
+        x = pcm.to(torch.float32) * (1.0 / 32768.0)
+        spec = nn.functional.conv1d(x.unsqueeze(1), self.basis, stride=self.hop)  # [B, 2F, T]
+        re, im = spec[:, : self.n_freq], spec[:, self.n_freq:]
+        power = re * re + im * im
+        mel = torch.matmul(self.mel, power)  # [B, M, T]
+        logmel = torch.log(mel + 1e-8)
+        logmel = logmel - logmel.mean(dim=(1, 2), keepdim=True)
+        return logmel.unsqueeze(1)
+
+
+def _block(c_in: int, c_out: int, convs: int = 2) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i in range(convs):
+        layers += [nn.Conv2d(c_in if i == 0 else c_out, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out),
+                   nn.ReLU(inplace=True)]
+    return nn.Sequential(*layers, nn.MaxPool2d(2))
+
+
+class AudioNet(nn.Module):
+    """PCM ``int16 [B, 16000]`` → drone probability ``[B]`` (or the logit with ``logits=True``).
+
+    SpecAugment (time and frequency masks) runs in training mode only, so it never reaches
+    the exported graph.
+    """
+
+    def __init__(self, width: int = 12, n_mels: int = 48, hop: int = 256, dropout: float = 0.3):
+        super().__init__()
+        self.config = {"width": width, "n_mels": n_mels, "hop": hop, "dropout": dropout}
+        self.frontend = LogMel(n_mels=n_mels, hop=hop)
+        self.norm = nn.BatchNorm2d(1)
+        w = width
+        self.features = nn.Sequential(_block(1, w, 1), _block(w, 2 * w), _block(2 * w, 4 * w), _block(4 * w, 8 * w))
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(16 * w, 1)
+
+    def _spec_augment(self, s: torch.Tensor) -> torch.Tensor:
+        b, _, m, t = s.shape
+        out = s.clone()
+        for i in range(b):
+            for _ in range(2):
+                f = int(torch.randint(0, m // 8 + 1, ()))
+                f0 = int(torch.randint(0, m - f + 1, ()))
+                out[i, :, f0:f0 + f] = 0
+            tt = int(torch.randint(0, t // 8 + 1, ()))
+            t0 = int(torch.randint(0, t - tt + 1, ()))
+            out[i, :, :, t0:t0 + tt] = 0
+        return out
+
+    def forward(self, pcm: torch.Tensor, logits: bool = False) -> torch.Tensor:
+        s = self.frontend(pcm)
+        if self.training:
+            s = self._spec_augment(s)
+        h = self.features(self.norm(s))
+        h = torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1)
+        logit = self.fc(self.dropout(h)).squeeze(1)
+        return logit if logits else torch.sigmoid(logit)
