@@ -55,6 +55,9 @@ stack-status:
 schemas: setup ## regenerate docs/schemas/ from the message models
 	$(VENV)/bin/skysentry schemas --write
 
+check-deploy: ## validate docker-compose.yml and the Dockerfiles (compose-go + BuildKit parsers; needs Go)
+	deploy/check/run.sh
+
 clean: ## remove the venv and local state (stops the stack first)
 	-$(VENV)/bin/skysentry stack down
 	rm -rf $(VENV) .skysentry *.egg-info

@@ -29,11 +29,19 @@ app.add_typer(topics_app, name="topics")
 
 def _mount_services() -> None:
     """Each service owns its sub-commands; they are mounted here and nowhere else."""
+    from alerting.cli import app as alert_app
     from deploy.local.cli import app as stack_app
+    from detectors.cli import app as detect_app
     from producers.synthetic_cli import app as synth_app
+    from stream_processors.cli import app as process_app
+    from trainer.cli import app as trainer_app
 
     app.add_typer(stack_app, name="stack", help="Start, stop and inspect the local Kafka + Redis.")
     app.add_typer(synth_app, name="synth", help="Write synthetic video/audio with ground truth.")
+    app.add_typer(process_app, name="process", help="Run the vision or audio stream processor.")
+    app.add_typer(alert_app, name="alert", help="Run alerting; manage silences; test channels.")
+    app.add_typer(detect_app)  # no name: its one command, `detect`, sits at the top level
+    app.add_typer(trainer_app)  # no name: `train`, `eval`, `retrain` sit at the top level
 
 
 _mount_services()
