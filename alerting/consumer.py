@@ -21,6 +21,7 @@ from alerting import metrics
 from alerting.config import AlertingSettings
 from alerting.state import AlertState, Observation
 from skysentry.bus import send_to_dlq
+from skysentry.logs import kv
 from skysentry.messages import ContractError, Detection, ScoreSummary, decode_structured
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,8 @@ class _WaitForBatch(ConsumerRebalanceListener):
             pass
 
     async def on_partitions_assigned(self, assigned) -> None:
-        log.info("assigned %d partition(s) of detections", len(assigned))
+        log.info("assigned %d partition(s) of detections", len(assigned),
+                 extra=kv(event="assigned", partitions=sorted(tp.partition for tp in assigned)))
         if assigned:
             self.assigned.set()
 

@@ -83,6 +83,7 @@ class Dispatcher:
 
     def notifications(self, snap: AlertSnapshot, decision: Decision, now: int) -> list[Notification]:
         out: list[Notification] = []
+        told: set[tuple[str, str, str | None]] = set()  # (event, channel, target) already in this decision
         decided_at = datetime.fromtimestamp(now / 1000, timezone.utc)
         evidence = Evidence.model_validate(snap.evidence) if snap.evidence else None
         for p in decision.planned:
@@ -99,6 +100,11 @@ class Dispatcher:
                     log.error("route %s names channel %s, which this replica does not have", p.route.id, receiver)
                     continue
                 for target in channel.targets():
+                    # Two routes naming one channel (an escalated alert heard on both, or
+                    # `continue`) still give that channel one notification per event.
+                    if (p.event, receiver, target) in told:
+                        continue
+                    told.add((p.event, receiver, target))
                     key = idempotency_key(snap.fp, snap.inc, p.route.id, p.event, p.seq, receiver, target)
                     out.append(Notification(idempotency_key=key, channel=receiver, target=target,
                                             route=p.route.id, **common))

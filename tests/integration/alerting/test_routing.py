@@ -39,3 +39,26 @@ async def test_routes_pick_receivers_and_their_own_timing(make_settings, receive
     assert "CRITICAL" in sms.form()["Body"] and "south" in sms.form()["Body"]
     default = [r.json() for r in receiver.requests("/default")]
     assert [(d["alert"]["site"], d["event"], d["route"]) for d in default] == [("east", "firing", "root")]
+
+
+async def test_a_channel_on_two_routes_hears_each_event_once(make_settings, receiver, producer, kit, topics):
+    """A camera alert fires on the root route (warning); the microphone corroborates it, so it
+    escalates to critical and also matches the critical route. Both routes name the webhook:
+    it hears firing (warning), firing on the critical route (the escalation), and then
+    exactly one resolved — not one per route."""
+    channels = {"hook": {"type": "webhook", "url": receiver.url("/hook")},
+                "sms": {"type": "twilio", "base_url": receiver.url("/sms"), "account_sid": "AC1", "auth_token": "t",
+                        "from": "+15550100", "to": ["+15550111"]}}
+    route = {"receivers": ["hook"], "group_wait": 0, "repeat_interval": 3600, "routes": [
+        {"name": "critical", "match": {"severity": "critical"}, "receivers": ["sms", "hook"]}]}
+    settings = make_settings(channels, route=route, resolve_after=1.5, corroboration=5.0)
+    async with kit.running(settings):
+        await kit.send_burst(producer, topics.detections, "west", "cam-w", "vision", count=4, gap_s=0.02)
+        await receiver.await_for(1, "/hook", timeout=15)
+        await kit.send_burst(producer, topics.detections, "west", "mic-w", "audio", count=4, gap_s=0.02)
+        await receiver.await_for(1, "/sms", timeout=15)
+        await asyncio.sleep(4.0)  # resolve_after passes
+    hook = [(d["event"], d["route"], d["alert"]["severity"]) for d in (r.json() for r in receiver.requests("/hook"))]
+    assert hook[:2] == [("firing", "root", "warning"), ("firing", "critical", "critical")], hook
+    assert [h[0] for h in hook[2:]] == ["resolved"], hook
+    assert len(receiver.requests("/sms")) == 2  # firing + resolved: only the critical route has sms
