@@ -1,0 +1,371 @@
+"""The whole pipeline on one machine, as it is deployed: every service its own process.
+
+    camera + microphone producers ─▶ sensor.frames / sensor.audio
+        ─▶ `skysentry process vision` / `skysentry process audio` (the shipped models)
+        ─▶ detections ─▶ `skysentry alert run` ─▶ alerts + webhook, Slack, SMS
+
+The producers run in this process; the processors and alerting run as subprocesses from one
+generated config file, exactly as an operator would start them. Slack, Twilio and the webhook
+receiver are stood in for by a real HTTP server on loopback (:class:`RecordingReceiver`).
+A :class:`Watcher` reads every topic so the run can be shown and checked: each alert's
+lineage (alert → detection ids → input event ids) and the end-to-end latency.
+
+Used by ``make demo`` (:mod:`deploy.local.demo`) and by ``tests/e2e``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import yaml
+from aiokafka import TopicPartition
+
+from alerting.channels.webhook import verify_signature
+from alerting.testing import Received, RecordingReceiver
+from producers.camera import CameraProducer
+from producers.microphone import MicrophoneProducer
+from skysentry.bus import make_consumer
+from skysentry.config import Settings, TopicSettings
+from skysentry.messages import Alert, ContractError, Detection, ScoreSummary, decode_structured, header
+
+ROOT = Path(__file__).resolve().parents[2]
+WEBHOOK_SECRET_ENV = "SKYSENTRY_ALERTING__CHANNELS__WEBHOOK__SECRET"
+TWILIO_TOKEN_ENV = "SKYSENTRY_ALERTING__CHANNELS__SMS__AUTH_TOKEN"
+
+
+# -- configuration ---------------------------------------------------------------------------
+
+
+def pipeline_config(bootstrap: str, redis_url: str, receiver: RecordingReceiver, *,
+                    topics: TopicSettings | None = None, name: str = "demo") -> dict[str, Any]:
+    """One config document for both processors and alerting. Secrets are not in it: they
+    reach the alerting process through its environment (see :meth:`Pipeline.start`)."""
+    topics = topics or TopicSettings()
+    return {
+        "kafka": {"bootstrap_servers": bootstrap},
+        "redis": {"url": redis_url},
+        "topics": topics.model_dump(mode="json"),
+        "metrics": {"enabled": False},
+        "log": {"level": "INFO", "json": True},
+        "vision_processor": {"group_id": f"{name}-vision", "commit_interval_s": 0.5, "summary_interval_s": 1.0},
+        "audio_processor": {"group_id": f"{name}-audio", "commit_interval_s": 0.5, "summary_interval_s": 1.0},
+        "alerting": {
+            "group_id": f"{name}-alerting",
+            "key_prefix": f"skysentry:{name}",
+            "confirm": {"threshold": 0.6, "k": 3, "n": 5, "horizon": "10s"},
+            "resolve_after": "6s",
+            "max_detection_age": "30s",
+            "route": {
+                "receivers": ["webhook", "slack"], "group_wait": "1s", "repeat_interval": "1h",
+                "routes": [{"name": "critical-sms", "match": {"severity": "critical"},
+                            "receivers": ["sms", "webhook", "slack"], "group_wait": "0s"}],
+            },
+            "channels": {
+                "webhook": {"type": "webhook", "url": receiver.url("/webhook"), "timeout": "3s"},
+                "slack": {"type": "slack", "url": receiver.url("/slack"), "timeout": "3s"},
+                "sms": {"type": "twilio", "base_url": receiver.url("/twilio"), "account_sid": "ACdemo",
+                        "auth_token": "set-from-environment", "from": "+15550100", "to": ["+15550199"],
+                        "timeout": "3s"},
+            },
+            "outbox": {"lease": "10s", "poll": "100ms"},
+            "tick_poll": "100ms",
+        },
+    }
+
+
+# -- service processes -----------------------------------------------------------------------
+
+
+class ServiceProcess:
+    """A SkySentry service in a subprocess; its JSON log lines are kept (and written to a file)."""
+
+    def __init__(self, name: str, args: list[str], config: Path, log_path: Path, env: dict[str, str]):
+        self.name = name
+        self.args = [sys.executable, "-m", *args, "--config", str(config)]
+        self.log_path = log_path
+        self.env = env
+        self.lines: list[dict] = []
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "ServiceProcess":
+        self.proc = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, text=True, start_new_session=True)
+        threading.Thread(target=self._read, name=f"log:{self.name}", daemon=True).start()
+        return self
+
+    def _read(self) -> None:
+        with self.log_path.open("a") as out:
+            for line in self.proc.stderr:
+                out.write(line)
+                out.flush()
+                with contextlib.suppress(ValueError):
+                    rec = json.loads(line)
+                    if isinstance(rec, dict):
+                        self.lines.append(rec)
+
+    def tail(self, n: int = 15) -> str:
+        with contextlib.suppress(OSError):
+            return "".join(self.log_path.read_text().splitlines(keepends=True)[-n:])
+        return ""
+
+    async def wait_assigned(self, timeout: float) -> None:
+        """Until the service has joined its consumer group and owns partitions."""
+        deadline = time.monotonic() + timeout
+        while not any(r.get("event") == "assigned" and r.get("partitions") for r in self.lines):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with status {self.proc.returncode}:\n{self.tail()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name} did not join its group within {timeout:.0f}s:\n{self.tail()}")
+            await asyncio.sleep(0.1)
+
+    def errors(self) -> list[dict]:
+        return [r for r in self.lines if r.get("level") in ("ERROR", "CRITICAL")]
+
+    def stop(self, timeout: float = 30.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        return self.proc.returncode
+
+
+# -- watching the topics ---------------------------------------------------------------------
+
+
+@dataclass
+class Observed:
+    """What flowed through the topics during a run, and the notifications received."""
+
+    inputs: dict[str, tuple[str, datetime]] = field(default_factory=dict)  # ce_id → (topic, capture time)
+    detections: dict[str, Detection] = field(default_factory=dict)
+    detection_read_at: dict[str, datetime] = field(default_factory=dict)
+    summaries: Counter = field(default_factory=Counter)  # (modality, source) → heartbeats
+    alerts: list[Alert] = field(default_factory=list)
+    counts: Counter = field(default_factory=Counter)
+    invalid: Counter = field(default_factory=Counter)
+
+    def modality_count(self, modality: str) -> int:
+        return sum(1 for d in self.detections.values() if d.modality == modality)
+
+
+class Watcher:
+    """Reads the input, detections and alerts topics from their current end."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        t = settings.topics
+        self.topics = {t.frames: "frame", t.audio: "audio", t.detections: "detection", t.alerts: "alert"}
+        self.seen = Observed()
+        self._consumer = None
+        self._task: asyncio.Task | None = None
+
+    async def __aenter__(self) -> "Watcher":
+        self._consumer = make_consumer(self.settings.kafka, group_id=None, metadata_max_age_ms=1000)
+        await self._consumer.start()
+        parts = []
+        for topic in self.topics:
+            for p in self._consumer.partitions_for_topic(topic) or await self._partitions(topic):
+                parts.append(TopicPartition(topic, p))
+        self._consumer.assign(parts)
+        await self._consumer.seek_to_end(*parts)
+        for tp in parts:  # resolve the end offsets now, before anything is produced
+            await self._consumer.position(tp)
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def _partitions(self, topic: str) -> set[int]:
+        for _ in range(50):
+            await self._consumer._client.force_metadata_update()  # noqa: SLF001 (no public refresh)
+            if found := self._consumer.partitions_for_topic(topic):
+                return found
+            await asyncio.sleep(0.1)
+        raise RuntimeError(f"topic {topic} has no partitions; create the topics first")
+
+    async def __aexit__(self, *exc) -> None:
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        await self._consumer.stop()
+
+    async def _run(self) -> None:
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=200)
+            now = datetime.now(timezone.utc)
+            for tp, records in batches.items():
+                kind = self.topics[tp.topic]
+                for r in records:
+                    self._take(kind, tp.topic, r, now)
+
+    def _take(self, kind: str, topic: str, record, now: datetime) -> None:
+        s = self.seen
+        s.counts[kind] += 1
+        if kind in ("frame", "audio"):
+            ce_id, ce_time = header(record.headers, "ce_id"), header(record.headers, "ce_time")
+            if ce_id and ce_time:
+                s.inputs[ce_id] = (topic, datetime.fromisoformat(ce_time))
+            return
+        try:
+            _, msg = decode_structured(record.value, (Detection, ScoreSummary) if kind == "detection" else Alert)
+        except ContractError:
+            s.invalid[kind] += 1
+            return
+        if isinstance(msg, Detection):
+            s.detections[msg.id] = msg
+            s.detection_read_at.setdefault(msg.id, now)
+        elif isinstance(msg, ScoreSummary):
+            s.counts["detection"] -= 1
+            s.summaries[(msg.modality, msg.source)] += 1
+        else:
+            s.alerts.append(msg)
+
+
+# -- the run ---------------------------------------------------------------------------------
+
+
+@dataclass
+class RunReport:
+    observed: Observed
+    notifications: list[Received]
+    webhook_secret: str
+    log_dir: Path  # the services' logs: <name>.log
+    producers: dict[str, dict[str, int]]
+    services: dict[str, int | None]  # exit status of each service
+    service_errors: dict[str, list[dict]]
+
+    def notifications_on(self, path: str) -> list[Received]:
+        return [r for r in self.notifications if r.path.startswith(path)]
+
+    def webhook_payloads(self) -> list[dict]:
+        return [r.json() for r in self.notifications_on("/webhook")]
+
+    def unsigned_webhooks(self) -> list[Received]:
+        return [r for r in self.notifications_on("/webhook")
+                if not verify_signature(self.webhook_secret, r.headers.get("x-skysentry-timestamp"), r.body,
+                                        r.headers.get("x-skysentry-signature"))]
+
+    def lineage_problems(self) -> list[str]:
+        """Every alert's detection ids were published, and every such detection's input event
+        was produced in this run; empty when the chain is whole."""
+        seen = self.observed
+        problems = []
+        for alert in seen.alerts:
+            if not alert.detection_ids:
+                problems.append(f"alert {alert.fingerprint} {alert.event}: no detection ids")
+            for det_id in alert.detection_ids:
+                det = seen.detections.get(det_id)
+                if det is None:
+                    problems.append(f"alert {alert.fingerprint} {alert.event}: detection {det_id} never seen")
+                elif det.input_event_id not in seen.inputs:
+                    problems.append(f"detection {det_id}: input event {det.input_event_id} not produced in this run")
+        return problems
+
+    def detection_latencies_ms(self) -> list[float]:
+        """Capture → detection read back from Kafka, per detection."""
+        seen = self.observed
+        return sorted((seen.detection_read_at[i] - d.captured_at).total_seconds() * 1000
+                      for i, d in seen.detections.items() if d.input_event_id in seen.inputs)
+
+    def alert_latencies_ms(self) -> list[float]:
+        """Capture of the newest window an alert was fired on → its webhook delivered. Includes
+        confirmation (k of n windows) and the route's group_wait: what an operator waits."""
+        out = []
+        for body in self.webhook_payloads():
+            if body["event"] != "firing":
+                continue
+            captured = [self.observed.detections[i].captured_at for i in body["alert"]["detection_ids"]
+                        if i in self.observed.detections]
+            delivered = next(r.at for r in self.notifications_on("/webhook")
+                             if r.json()["idempotency_key"] == body["idempotency_key"])
+            if captured:
+                out.append((delivered - max(captured).timestamp()) * 1000)
+        return sorted(out)
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    values = sorted(values)
+    return values[min(len(values) - 1, round(q / 100 * (len(values) - 1)))]
+
+
+async def run_pipeline(settings: Settings, receiver: RecordingReceiver, workdir: Path, *, seconds: float,
+                       name: str = "demo", resolve_wait_s: float = 15.0, start_timeout_s: float = 180.0,
+                       on_tick: Callable[[Observed, float, str], None] = lambda seen, elapsed, phase: None,
+                       ) -> RunReport:
+    """Start the services, stream the synthetic camera and microphone for ``seconds``, wait
+    for the alerts to resolve, stop everything; return what was seen."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = workdir / "skysentry.yaml"
+    doc = pipeline_config(settings.kafka.bootstrap_servers, settings.redis.url.get_secret_value(), receiver,
+                          topics=settings.topics, name=name)
+    config.write_text(yaml.safe_dump(doc, sort_keys=False))
+    secret = secrets.token_hex(16)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SKYSENTRY_")}
+    env.update({WEBHOOK_SECRET_ENV: secret, TWILIO_TOKEN_ENV: secret, "PYTHONUNBUFFERED": "1"})
+    services = {
+        "vision": ServiceProcess("vision processor", ["stream_processors", "vision"], config,
+                                 workdir / "vision.log", env),
+        "audio": ServiceProcess("audio processor", ["stream_processors", "audio"], config, workdir / "audio.log", env),
+        "alerting": ServiceProcess("alerting", ["alerting", "run"], config, workdir / "alerting.log", env),
+    }
+    camera = CameraProducer(settings.camera, settings.kafka, settings.topics)
+    mic = MicrophoneProducer(settings.mic, settings.kafka, settings.topics)
+    t0 = time.monotonic()
+    try:
+        async with Watcher(settings) as watcher:
+            for svc in services.values():
+                svc.start()
+            waiting = [asyncio.create_task(svc.wait_assigned(start_timeout_s)) for svc in services.values()]
+            while not all(t.done() for t in waiting):
+                on_tick(watcher.seen, time.monotonic() - t0, "starting services")
+                await asyncio.wait(waiting, timeout=0.25)
+            for t in waiting:
+                t.result()  # raise why a service did not start
+
+            stop = asyncio.Event()
+            producing = [asyncio.create_task(camera.run(stop)), asyncio.create_task(mic.run(stop))]
+            t1 = time.monotonic()
+            while time.monotonic() - t1 < seconds and not any(p.done() for p in producing):
+                on_tick(watcher.seen, time.monotonic() - t0, "streaming")
+                await asyncio.sleep(0.25)
+            stop.set()
+            await asyncio.gather(*producing)
+
+            deadline = time.monotonic() + resolve_wait_s
+            while time.monotonic() < deadline and not _all_resolved(watcher.seen):
+                on_tick(watcher.seen, time.monotonic() - t0, "waiting for alerts to resolve")
+                await asyncio.sleep(0.25)
+            await asyncio.sleep(1.0)  # the last notifications after the `alerts` events
+            on_tick(watcher.seen, time.monotonic() - t0, "stopping")
+    finally:
+        exits = {name_: await asyncio.to_thread(svc.stop) for name_, svc in services.items()}
+    return RunReport(
+        observed=watcher.seen, notifications=receiver.requests(), webhook_secret=secret, log_dir=workdir,
+        producers={"camera": {"published": camera.publisher.stats.published, "dropped": camera.publisher.stats.dropped},
+                   "microphone": {"published": mic.publisher.stats.published, "dropped": mic.publisher.stats.dropped}},
+        services=exits, service_errors={n: s.errors() for n, s in services.items()})
+
+
+def _all_resolved(seen: Observed) -> bool:
+    status: dict[str, str] = {}
+    for a in seen.alerts:
+        status[a.fingerprint] = a.status
+    return bool(status) and all(s == "resolved" for s in status.values())
