@@ -1,8 +1,9 @@
 """CPU throughput of the shipped ONNX models (windows/s at batch 1 and 32), onnxruntime only.
 
-    .venv/bin/python bench/models.py [--models models] [--seconds 3] [--threads 2]
+    .venv/bin/python bench/models.py [--models models] [--seconds 3] [--threads 2] [--only audio|vision]
 
-A bench, not a test: it prints and writes ``bench/results/models.json``. Inputs are real-shaped
+A bench, not a test: it prints and writes ``bench/results/models.json`` (with ``--only``, that
+model's entry is replaced and the others are kept). Inputs are real-shaped
 random windows (uint8 frames / int16 PCM); throughput does not depend on their content.
 """
 
@@ -55,9 +56,11 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="bench/results/models.json")
+    ap.add_argument("--only", choices=["audio", "vision"], help="measure one model; keep the other's entry")
     args = ap.parse_args()
-    results = {}
-    for name in ("audio", "vision"):
+    out = Path(args.out)
+    results = json.loads(out.read_text()) if args.only and out.is_file() else {}
+    for name in (args.only,) if args.only else ("audio", "vision"):
         path = Path(args.models) / f"{name}.onnx"
         if not path.is_file():
             print(f"skip {name}: {path} not found (run `make models`)")
@@ -69,7 +72,6 @@ def main() -> None:
             print(f"{name:6s} batch {b:2d}: {r[f'batch_{b}']['windows_per_s']:9.1f} windows/s "
                   f"(p50 {r[f'batch_{b}']['latency_ms_p50']:.1f} ms per batch)")
         results[name] = r
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {out}")

@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
 SAMPLE_RATE = 16_000
 WINDOW = 16_000  # 1 s
@@ -31,6 +30,8 @@ def resample(x: np.ndarray, sr_in: int, sr_out: int = SAMPLE_RATE) -> np.ndarray
 
 def read_audio(path: Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """A whole file as mono int16 at ``sample_rate``."""
+    import soundfile as sf
+
     data, sr = sf.read(str(path), dtype="float64", always_2d=True)
     x = data.mean(axis=1)
     x = resample(x, sr, sample_rate)

@@ -80,10 +80,13 @@ class AudioNet(nn.Module):
     the exported graph.
     """
 
-    def __init__(self, width: int = 12, n_mels: int = 48, hop: int = 256, dropout: float = 0.3):
+    def __init__(self, width: int = 12, n_mels: int = 48, hop: int = 256, dropout: float = 0.3,
+                 spec_augment: float = 1.0, n_fft: int = 512):
         super().__init__()
-        self.config = {"width": width, "n_mels": n_mels, "hop": hop, "dropout": dropout}
-        self.frontend = LogMel(n_mels=n_mels, hop=hop)
+        self.config = {"width": width, "n_mels": n_mels, "hop": hop, "dropout": dropout, "spec_augment": spec_augment,
+                       "n_fft": n_fft}
+        self.spec_augment = spec_augment  # mask-size scale (0: off); training only
+        self.frontend = LogMel(n_fft=n_fft, n_mels=n_mels, hop=hop)
         self.norm = nn.BatchNorm2d(1)
         w = width
         self.features = nn.Sequential(_block(1, w, 1), _block(w, 2 * w), _block(2 * w, 4 * w), _block(4 * w, 8 * w))
@@ -93,12 +96,13 @@ class AudioNet(nn.Module):
     def _spec_augment(self, s: torch.Tensor) -> torch.Tensor:
         b, _, m, t = s.shape
         out = s.clone()
+        fm, tm = int(m * self.spec_augment) // 8, int(t * self.spec_augment) // 8
         for i in range(b):
             for _ in range(2):
-                f = int(torch.randint(0, m // 8 + 1, ()))
+                f = int(torch.randint(0, fm + 1, ()))
                 f0 = int(torch.randint(0, m - f + 1, ()))
                 out[i, :, f0:f0 + f] = 0
-            tt = int(torch.randint(0, t // 8 + 1, ()))
+            tt = int(torch.randint(0, tm + 1, ()))
             t0 = int(torch.randint(0, t - tt + 1, ()))
             out[i, :, :, t0:t0 + tt] = 0
         return out
@@ -106,7 +110,7 @@ class AudioNet(nn.Module):
     def forward(self, pcm: torch.Tensor, logits: bool = False) -> torch.Tensor:
         s = self.frontend(pcm)
         if self.training:
-            s = self._spec_augment(s)
+            s = self._spec_augment(s) if self.spec_augment > 0 else s
         h = self.features(self.norm(s))
         h = torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1)
         logit = self.fc(self.dropout(h)).squeeze(1)

@@ -62,6 +62,17 @@ def pr_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.nda
     return precision, tpr[1:]
 
 
+def average_precision_score(labels: np.ndarray, scores: np.ndarray) -> float | None:
+    """Area under the precision-recall curve (step-wise: mean precision at each true
+    positive's rank, ties counted together); None without both classes."""
+    y = np.asarray(labels, bool)
+    if not y.any() or y.all():
+        return None
+    precision, recall = pr_curve(y, np.asarray(scores, np.float64))
+    prev = np.concatenate([[0.0], recall[:-1]])
+    return float(np.sum((recall - prev) * precision))
+
+
 def confusion(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, int]:
     y = np.asarray(labels, bool)
     p = np.asarray(scores, np.float64) >= threshold

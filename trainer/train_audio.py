@@ -1,5 +1,7 @@
-"""Train the audio model: data (group splits, shortcut guards, synthetic rotor audio),
-augmentation, training, ONNX export + parity, evaluation on the test splits, card, report.
+"""Train the audio model: data (group splits, shortcut guards, synthetic rotor audio, synthetic
+tonal negatives), augmentation, training, ONNX export + parity, evaluation on the test splits,
+card, report. The recipe on arrays (augmentation, loop, checkpoint, threshold) is
+:mod:`trainer.audio_recipe`.
 
 Shortcut guards (shared/data/README.md):
 
@@ -10,6 +12,8 @@ Shortcut guards (shared/data/README.md):
 * indoor toy drones only: synthetic outdoor rotor audio (wind / traffic / birds at −5…15 dB
   SNR) is mixed in, and every window is augmented (gain, shift, speed 0.6–1.4× so other rotor
   speeds are seen, background mixing at random SNR, band filtering);
+* few tonal negatives (insects, sirens, engines, trains) in the training split: synthetic
+  tonal non-drone sounds (:mod:`trainer.tonal`) can be added (``tonal_negatives``);
 * the log-mel is centred per window, so loudness is not a cue.
 """
 
@@ -20,9 +24,11 @@ from pathlib import Path
 
 import numpy as np
 
+from trainer.audio_io import WINDOW, read_audio, windows
+from trainer.audio_recipe import Augmenter, Recipe, fit_windows  # noqa: F401  (Augmenter: re-exported)
+from trainer.audio_recipe import synthetic_windows as _synthetic_windows
 from trainer.common import TrainOutcome, cache_dir, flat_metrics, new_version, provenance, synthetic_provenance
 from trainer.data import DEFAULT_SEED, Item, data_digest, item_digest_entries, list_items, split_of
-from trainer.audio_io import WINDOW, read_audio, windows
 
 DROWNED_FRAC = 0.1
 # Hard negatives named by the dataset README (engine-like, buzzing, rotor-like sounds) plus other
@@ -49,30 +55,8 @@ def load_windows(items: list[Item], tag: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def synthetic_windows(n_clips: int, seed0: int = 10_000, seconds: float = 8.0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Synthetic rotor-over-outdoor-noise windows (hop 0.5 s) per split, cached; a clip's seed
-    decides its split. One clip in four is background only."""
-    path = cache_dir() / f"audio-synthetic-{n_clips}-{seed0}-{seconds}.npz"
-    if path.is_file():
-        z = np.load(path)
-        return {s: (z[f"x_{s}"], z[f"y_{s}"]) for s in ("train", "val", "test")}
-    from trainer.synthetic import synthetic_module
-
-    syn = synthetic_module()
-    out: dict[str, tuple[list, list]] = {s: ([], []) for s in ("train", "val", "test")}
-    rng = np.random.default_rng(seed0)
-    for k in range(n_clips):
-        seed = seed0 + k
-        intervals = [] if k % 4 == 3 else None
-        a = syn.synthetic_audio(seconds, snr_db=float(rng.uniform(-5, 15)), seed=seed, drone_intervals=intervals)
-        labels = a.window_labels(1.0, 0.5)
-        w = windows(a.pcm, WINDOW, WINDOW // 2)[: len(labels)]
-        xs, ys = out[split_of(f"synthetic-audio-{seed}")]
-        xs.append(w)
-        ys.append(np.asarray(labels, bool))
-    arrays = {s: (np.concatenate(v[0]) if v[0] else np.zeros((0, WINDOW), np.int16),
-                  np.concatenate(v[1]) if v[1] else np.zeros(0, bool)) for s, v in out.items()}
-    np.savez(path, **{f"x_{s}": a[0] for s, a in arrays.items()}, **{f"y_{s}": a[1] for s, a in arrays.items()})
-    return arrays
+    """Synthetic rotor-over-outdoor-noise windows (hop 0.5 s) per split, cached."""
+    return _synthetic_windows(n_clips, cache_dir(), seed0, seconds)
 
 
 def _drowned(it: Item) -> bool:
@@ -83,61 +67,23 @@ def _drowned(it: Item) -> bool:
         return False
 
 
-class Augmenter:
-    """Waveform augmentation of int16 windows (numpy, per batch)."""
-
-    def __init__(self, negatives: np.ndarray, seed: int = 0):
-        self.neg = negatives
-        self.rng = np.random.default_rng(seed)
-
-    def __call__(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        rng = self.rng
-        out = x.astype(np.float32)
-        n = out.shape[1]
-        t = np.arange(n, dtype=np.float32)
-        for i in range(len(out)):
-            s = out[i]
-            if rng.random() < 0.5:  # speed / pitch: other rotor speeds and sizes
-                r = float(np.exp(rng.uniform(np.log(0.6), np.log(1.4))))
-                pos = (t * r + rng.uniform(0, n)) % n
-                s = np.interp(pos, t, s).astype(np.float32)
-            if rng.random() < 0.5:  # time shift
-                s = np.roll(s, int(rng.integers(0, n)))
-            if len(self.neg) and rng.random() < 0.5:  # background mixing at random SNR
-                b = self.neg[int(rng.integers(0, len(self.neg)))].astype(np.float32)
-                snr = rng.uniform(0, 20) if y[i] else rng.uniform(-10, 10)
-                ps, pb = float(np.sqrt(np.mean(s * s)) + 1e-3), float(np.sqrt(np.mean(b * b)) + 1e-3)
-                s = s + b * (ps / pb) * 10 ** (-snr / 20)
-            if rng.random() < 0.3:  # band filtering: microphone / distance colouring
-                spec = np.fft.rfft(s)
-                f = np.linspace(0, 1, spec.size, dtype=np.float32)
-                if rng.random() < 0.5:
-                    fc = rng.uniform(0.1, 0.6)
-                    spec *= 1 / (1 + (f / fc) ** 4)
-                else:
-                    fc = rng.uniform(0.005, 0.05)
-                    spec *= (f / fc) ** 2 / (1 + (f / fc) ** 2)
-                s = np.fft.irfft(spec, n).astype(np.float32)
-            peak = float(np.abs(s).max()) + 1e-3  # gain: -40 … -1 dBFS peak
-            s = s * (32767 * 10 ** (rng.uniform(-40, -1) / 20) / peak)
-            out[i] = s
-        return np.clip(np.round(out), -32768, 32767).astype(np.int16)
-
-
 def train_audio(data: list[Path], out: Path = Path("models"), *, epochs: int = 12, eval_data: list[Path] = (),
                 synthetic_clips: int = 80, run_dir: Path | None = None, name: str = "audio",
                 seed: int = DEFAULT_SEED, resume: bool = False, batch: int = 64, width: int | None = None,
                 lr: float = 3e-3, patience: int = 4, max_train: int | None = None,
-                epoch_windows: int | None = None, hard_repeat: int = 1,
-                select_on: str = "all", measure_test: bool = True) -> TrainOutcome:
+                epoch_windows: int | None = None, hard_repeat: int = 1, select_on: str = "all",
+                threshold_on: str | None = None, tonal_negatives: int = 0, tonal_kinds: tuple[str, ...] | None = None,
+                measure_test: bool = True, **recipe) -> TrainOutcome:
+    """Train on the train splits of the class folders ``data`` (+ synthetic audio), select on
+    their val splits, export ``out/<name>.onnx`` + card, measure on their test splits (and on
+    ``eval_data``, whole). Further :class:`~trainer.audio_recipe.Recipe` fields (``n_mels``,
+    ``spec_augment``, ``neg_mix``, ``pos_weight``, ``speed``, ...) pass through ``recipe``."""
     import torch
 
     from detectors.card import InputSpec, Thresholds
-    from trainer.audio_model import AudioNet
     from trainer.evaluate import evaluate
     from trainer.export import export_onnx, parity, write_card
-    from trainer.loop import FitConfig, console, fit, set_threads
-    from trainer.metrics import best_f1_threshold, classification_metrics
+    from trainer.loop import console, set_threads
     from trainer.report import plot_classification, write_metrics
 
     t_start = time.monotonic()
@@ -145,6 +91,9 @@ def train_audio(data: list[Path], out: Path = Path("models"), *, epochs: int = 1
     version = new_version()
     run_dir = Path(run_dir or Path("runs") / f"{name}-{version}")
     data = [Path(d) for d in data]
+    rec = Recipe(epochs=epochs, patience=patience, batch=batch, lr=lr, epoch_windows=epoch_windows,
+                 select_on=select_on, threshold_on=threshold_on, seed=seed,
+                 **({"width": width} if width else {}), **recipe)
 
     # ---- data -------------------------------------------------------------------------------
     xs = {s: [] for s in ("train", "val")}
@@ -182,6 +131,14 @@ def train_audio(data: list[Path], out: Path = Path("models"), *, epochs: int = 1
             ys[s].append(syn[s][1])
         prov.append(synthetic_provenance(synthetic_clips, f"{synthetic_clips} clips of 8 s rotor audio over wind/"
                                          "traffic/bird noise at -5..15 dB SNR, 1 s windows at 0.5 s hop"))
+    if tonal_negatives:  # synthetic tonal non-drone sounds, training split only
+        from trainer.tonal import KINDS, tonal_negatives as render_tonal
+
+        kinds = tuple(tonal_kinds or KINDS)
+        xs["train"].append(render_tonal(tonal_negatives, seed=20_000, kinds=kinds))
+        ys["train"].append(np.zeros(tonal_negatives, bool))
+        prov.append(synthetic_provenance(tonal_negatives, f"{tonal_negatives} 1 s windows of synthetic tonal "
+                                         f"non-drone sounds ({', '.join(kinds)}), training only"))
     for root in eval_data:
         prov.append(provenance(Path(root), list_items(Path(root), "audio"), "evaluation only (never trained on)"))
     x_tr, y_tr = np.concatenate(xs["train"]), np.concatenate(ys["train"])
@@ -199,62 +156,12 @@ def train_audio(data: list[Path], out: Path = Path("models"), *, epochs: int = 1
         raise ValueError("training data needs drone/ and at least one negative class folder")
     console.print(f"train {len(y_tr)} windows ({int(y_tr.sum())} drone), val {len(y_va)} ({int(y_va.sum())} drone)")
 
-    # ---- training ---------------------------------------------------------------------------
-    torch.manual_seed(seed)
-    model = AudioNet(**({"width": width} if width else {}))
-    aug = Augmenter(x_tr[~y_tr], seed)
-    pos_weight = torch.tensor(float((~y_tr).sum()) / float(y_tr.sum()))
-    per_epoch = min(len(y_tr), epoch_windows or len(y_tr))  # a random subset per epoch bounds CPU time
-    steps = max(1, per_epoch // batch)
-    rng = np.random.default_rng(seed)
-
-    def batches(epoch: int):
-        order = rng.permutation(len(y_tr))
-        for k in range(steps):
-            idx = order[k * batch:(k + 1) * batch]
-            xb = aug(x_tr[idx], y_tr[idx])
-            yield torch.from_numpy(xb), torch.from_numpy(y_tr[idx].astype(np.float32))
-
-    def loss_fn(m, b):
-        logits = m(b[0], logits=True)
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, b[1], pos_weight=pos_weight)
-        return loss, {}
-
-    def predict(m, x):
-        return np.concatenate([m(torch.from_numpy(x[i:i + 256])).numpy() for i in range(0, len(x), 256)])
-
-    def validate(m):
-        p = predict(m, x_va)
-        met = classification_metrics(y_va, p, 0.5)
-        real = classification_metrics(y_va[is_real], p[is_real], 0.5) if is_real.any() else met
-        syn = y_va & ~is_real
-        out = {"val_f1": met["f1"] or 0.0, "val_auc": met["roc_auc"] or 0.0, "real_f1": real["f1"] or 0.0,
-               "real_auc": real["roc_auc"] or 0.0}
-        if syn.any():
-            out["synthetic_recall"] = float((p[syn] >= 0.5).mean())
-        if select_on == "real":  # the real recordings first; synthetic recall keeps the outdoor domain honest
-            out["score"] = out["real_f1"] + 0.1 * out["real_auc"] + 0.2 * out.get("synthetic_recall", 0.0)
-        else:  # every validation window, real and synthetic alike
-            out["score"] = out["val_f1"] + 0.1 * out["val_auc"]
-        return out
-
-    res = fit(model, model.parameters(), batches, steps, loss_fn, validate, "score", run_dir,
-              FitConfig(epochs=epochs, lr=lr, patience=patience, seed=seed), resume=resume, title=name)
-
-    # the report threshold: best F1 on the validation windows (never the test split)
-    with torch.no_grad():
-        p_va = predict(model, x_va)
-        sel = is_real if is_real.any() and select_on == "real" else np.ones(len(y_va), bool)
-        syn = y_va & ~is_real
-        # the highest threshold that still keeps synthetic outdoor recall ≥ 0.9 caps the search
-        hi = 0.8
-        if syn.any() and select_on == "real":
-            ok = [t for t in np.round(np.arange(0.2, 0.81, 0.01), 2) if (p_va[syn] >= t).mean() >= 0.9]
-            hi = max(ok) if ok else 0.2
-        yr, pr = y_va[sel], p_va[sel]
-        report_at = best_f1_threshold(yr, pr, hi=hi) if yr.any() and not yr.all() else min(0.5, hi)
-    console.print(f"report threshold {report_at:.2f} (best F1 on the {select_on} validation windows, at most "
-                  f"{hi:.2f})")
+    # ---- training, checkpoint and report threshold on the validation windows ------------------
+    fitted = fit_windows(x_tr, y_tr, x_va, y_va, is_real, rec, run_dir, resume=resume, title=name)
+    model, report_at = fitted.model, fitted.report_at
+    on = rec.threshold_on or ("real" if rec.select_on.startswith("real") else "all")
+    console.print(f"report threshold {report_at:.2f} (best F1 on the {on} validation windows, at most "
+                  f"{fitted.threshold_cap:.2f})")
 
     # ---- export + parity --------------------------------------------------------------------
     out = Path(out)
@@ -269,8 +176,9 @@ def train_audio(data: list[Path], out: Path = Path("models"), *, epochs: int = 1
                              metrics={}, digest=digest, data=prov, parity_diff=diff, thresholds=Thresholds(report=report_at))
 
     # ---- evaluation on held-out data (the same code as `skysentry eval`) ----------------------
-    metrics: dict = {"train_seconds": None, "best_epoch": float(res.best_epoch)}
-    report = {"model": str(onnx_path), "version": version, "history": res.history, "sets": {}}
+    metrics: dict = {"train_seconds": None, "best_epoch": float(fitted.best_epoch)}
+    report = {"model": str(onnx_path), "version": version, "recipe": rec.as_dict(), "history": fitted.history,
+              "sets": {}}
     held_out = [(r, "test") for r in data] if measure_test else []  # off for recipe search (val only)
     for root, split in held_out + [(Path(r), None) for r in eval_data]:
         try:
