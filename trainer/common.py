@@ -62,3 +62,29 @@ class TrainOutcome:
     run_dir: Path
     metrics: dict = field(default_factory=dict)
     seconds: float = 0.0
+
+
+def measure_held_out(onnx_path: Path, sets: list[tuple[Path, str | None]], *, seed: int, report_dir: Path,
+                     threshold: float, metrics: dict, report: dict, console):
+    """Measure the exported model on each (folder, split) with the code of ``skysentry eval``:
+    metrics into ``metrics`` (flat) and ``report["sets"]``, PR/ROC plots into ``report_dir``.
+    Yields ``(root, tag, result)`` for anything task-specific, then prints the headline numbers."""
+    from trainer.evaluate import evaluate
+    from trainer.report import plot_classification
+
+    for root, split in sets:
+        try:
+            r = evaluate(onnx_path, root, split=split, seed=seed)
+        except (ValueError, FileNotFoundError) as exc:  # e.g. a tiny folder with an empty test split
+            console.print(f"[yellow]not measured on {root.name} {split or 'all'}: {exc}[/]")
+            continue
+        tag = f"{root.name}.{split or 'all'}"
+        metrics.update(flat_metrics(tag, r.metrics))
+        report["sets"][tag] = r.metrics
+        plot_classification(report_dir, tag, r.labels, r.scores, threshold)
+        yield root, tag, r
+        console.print(f"[bold]{tag}[/]: " + " ".join(f"{k}={v:.4f}" for k, v in r.metrics.items()
+                                                       if isinstance(v, float) and k in HEADLINE_METRICS))
+
+
+HEADLINE_METRICS = ("precision", "recall", "f1", "roc_auc", "ap50", "ap50_95")

@@ -27,7 +27,8 @@ import numpy as np
 from trainer.audio_io import WINDOW, read_audio, windows
 from trainer.audio_recipe import Augmenter, Recipe, fit_windows  # noqa: F401  (Augmenter: re-exported)
 from trainer.audio_recipe import synthetic_windows as _synthetic_windows
-from trainer.common import TrainOutcome, cache_dir, flat_metrics, new_version, provenance, synthetic_provenance
+from trainer.common import (TrainOutcome, cache_dir, measure_held_out, new_version, provenance,
+                            synthetic_provenance)
 from trainer.data import DEFAULT_SEED, Item, data_digest, item_digest_entries, list_items, split_of
 
 DROWNED_FRAC = 0.1
@@ -81,10 +82,9 @@ def train_audio(data: list[Path], out: Path = Path("models"), *, epochs: int = 1
     import torch
 
     from detectors.card import InputSpec, Thresholds
-    from trainer.evaluate import evaluate
     from trainer.export import export_onnx, parity, write_card
     from trainer.loop import console, set_threads
-    from trainer.report import plot_classification, write_metrics
+    from trainer.report import write_metrics
 
     t_start = time.monotonic()
     set_threads()
@@ -180,18 +180,10 @@ def train_audio(data: list[Path], out: Path = Path("models"), *, epochs: int = 1
     report = {"model": str(onnx_path), "version": version, "recipe": rec.as_dict(), "history": fitted.history,
               "sets": {}}
     held_out = [(r, "test") for r in data] if measure_test else []  # off for recipe search (val only)
-    for root, split in held_out + [(Path(r), None) for r in eval_data]:
-        try:
-            r = evaluate(onnx_path, root, split=split, seed=seed)
-        except (ValueError, FileNotFoundError) as exc:  # e.g. a tiny folder with an empty test split
-            console.print(f"[yellow]not measured on {root.name} {split or 'all'}: {exc}[/]")
-            continue
-        tag = f"{root.name}.{split or 'all'}"
-        metrics.update(flat_metrics(tag, r.metrics))
-        report["sets"][tag] = r.metrics
-        plot_classification(run_dir / "report", tag, r.labels, r.scores, provisional.thresholds.report)
-        console.print(f"[bold]{tag}[/]: " + " ".join(f"{k}={v:.4f}" for k, v in r.metrics.items()
-                                                       if isinstance(v, float) and k in ("precision", "recall", "f1", "roc_auc")))
+    for _ in measure_held_out(onnx_path, held_out + [(Path(r), None) for r in eval_data], seed=seed,
+                              report_dir=run_dir / "report", threshold=provisional.thresholds.report,
+                              metrics=metrics, report=report, console=console):
+        pass
     metrics["train_seconds"] = round(time.monotonic() - t_start, 1)
     report["parity_max_abs_diff"] = diff
     write_metrics(run_dir / "report", report)

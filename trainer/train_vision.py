@@ -28,7 +28,8 @@ import cv2
 import numpy as np
 
 from detectors.imaging import PAD_VALUE, letterbox
-from trainer.common import TrainOutcome, cache_dir, flat_metrics, new_version, provenance, synthetic_provenance
+from trainer.common import (TrainOutcome, cache_dir, measure_held_out, new_version, provenance,
+                            synthetic_provenance)
 from trainer.data import DEFAULT_SEED, Item, data_digest, dataset_quirks, item_digest_entries, list_items, split_of
 from trainer.evaluate import read_image, read_yolo
 
@@ -276,11 +277,10 @@ def train_vision(data: list[Path], out: Path = Path("models"), *, epochs: int = 
 
     from detectors.card import InputSpec, Thresholds
     from detectors.imaging import nms
-    from trainer.evaluate import evaluate
     from trainer.export import export_onnx, parity, write_card
     from trainer.loop import FitConfig, console, fit, set_threads
     from trainer.metrics import classification_metrics, detection_metrics
-    from trainer.report import draw_samples, plot_classification, write_metrics
+    from trainer.report import draw_samples, write_metrics
     from trainer.vision_model import DroneDetector
 
     t_start = time.monotonic()
@@ -431,16 +431,10 @@ def train_vision(data: list[Path], out: Path = Path("models"), *, epochs: int = 
     # ---- evaluation on held-out data (the same code as `skysentry eval`) ------------------------
     metrics: dict = {"best_epoch": float(res.best_epoch)}
     report = {"model": str(onnx_path), "version": version, "history": res.history, "sets": {}}
-    for root, split in [(r, "test") for r in data] + [(Path(r), None) for r in eval_data]:
-        try:
-            r = evaluate(onnx_path, root, split=split, seed=seed)
-        except (ValueError, FileNotFoundError) as exc:  # e.g. a tiny folder with an empty test split
-            console.print(f"[yellow]not measured on {root.name} {split or 'all'}: {exc}[/]")
-            continue
-        tag = f"{root.name}.{split or 'all'}"
-        metrics.update(flat_metrics(tag, r.metrics))
-        report["sets"][tag] = r.metrics
-        plot_classification(run_dir / "report", tag, r.labels, r.scores, thresholds.report)
+    held_out = [(r, "test") for r in data] + [(Path(r), None) for r in eval_data]
+    for root, tag, r in measure_held_out(onnx_path, held_out, seed=seed, report_dir=run_dir / "report",
+                                         threshold=thresholds.report, metrics=metrics, report=report,
+                                         console=console):
         if r.detections is not None:
             crop = dataset_quirks(root).get("crop_bottom", 0)
             k = min(12, len(r.items))
@@ -448,8 +442,6 @@ def train_vision(data: list[Path], out: Path = Path("models"), *, epochs: int = 
             draw_samples(run_dir / "report", tag, [read_image(r.items[i].path, crop) for i in pick],
                          [r.detections[i] for i in pick], [r.truths[i] for i in pick], r.scores[pick],
                          thresholds.box)
-        console.print(f"[bold]{tag}[/]: " + " ".join(f"{k}={v:.4f}" for k, v in r.metrics.items() if isinstance(v, float)
-                                                       and k in ("precision", "recall", "f1", "roc_auc", "ap50", "ap50_95")))
     metrics["train_seconds"] = round(time.monotonic() - t_start, 1)
     report["parity_max_abs_diff"] = diff
     write_metrics(run_dir / "report", report)

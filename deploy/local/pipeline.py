@@ -216,8 +216,8 @@ class Watcher:
 
     def _take(self, kind: str, topic: str, record, now: datetime) -> None:
         s = self.seen
-        s.counts[kind] += 1
         if kind in ("frame", "audio"):
+            s.counts[kind] += 1
             ce_id, ce_time = header(record.headers, "ce_id"), header(record.headers, "ce_time")
             if ce_id and ce_time:
                 s.inputs[ce_id] = (topic, datetime.fromisoformat(ce_time))
@@ -231,7 +231,6 @@ class Watcher:
             s.detections[msg.id] = msg
             s.detection_read_at.setdefault(msg.id, now)
         elif isinstance(msg, ScoreSummary):
-            s.counts["detection"] -= 1
             s.summaries[(msg.modality, msg.source)] += 1
         else:
             s.alerts.append(msg)
@@ -287,15 +286,14 @@ class RunReport:
         """Capture of the newest window an alert was fired on → its webhook delivered. Includes
         confirmation (k of n windows) and the route's group_wait: what an operator waits."""
         out = []
-        for body in self.webhook_payloads():
+        for delivered in self.notifications_on("/webhook"):
+            body = delivered.json()
             if body["event"] != "firing":
                 continue
             captured = [self.observed.detections[i].captured_at for i in body["alert"]["detection_ids"]
                         if i in self.observed.detections]
-            delivered = next(r.at for r in self.notifications_on("/webhook")
-                             if r.json()["idempotency_key"] == body["idempotency_key"])
             if captured:
-                out.append((delivered - max(captured).timestamp()) * 1000)
+                out.append((delivered.at - max(captured).timestamp()) * 1000)
         return sorted(out)
 
 
