@@ -115,3 +115,51 @@ class AudioNet(nn.Module):
         h = torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1)
         logit = self.fc(self.dropout(h)).squeeze(1)
         return logit if logits else torch.sigmoid(logit)
+
+
+class AudioEffNet(nn.Module):
+    """PCM ``int16 [B, 16000]`` → drone probability ``[B]``, over an ImageNet-pretrained trunk.
+
+    The log-mel image goes through the stem and the first ``blocks`` MBConv blocks of
+    EfficientNet-Lite0 (the vision model's backbone and weights, :mod:`trainer.vision_model`);
+    the stem's RGB kernels are summed into one input channel. ImageNet features transfer to
+    spectrograms far better than a small CNN learns from ~1k windows (the classic result
+    behind ImageNet-initialised audio taggers). Blocks ``[0, 11)`` end at stride 16 with 112
+    channels; the later, larger stages are left out to keep the model small and fast.
+    """
+
+    def __init__(self, n_mels: int = 64, hop: int = 160, n_fft: int = 512, blocks: int = 11, dropout: float = 0.3,
+                 spec_augment: float = 1.0, pretrained: bool = True):
+        super().__init__()
+        from trainer.vision_model import STAGES, EfficientNetLite0
+
+        self.config = {"arch": "effnet", "n_mels": n_mels, "hop": hop, "n_fft": n_fft, "blocks": blocks,
+                       "dropout": dropout, "spec_augment": spec_augment}
+        self.spec_augment = spec_augment
+        self.frontend = LogMel(n_fft=n_fft, n_mels=n_mels, hop=hop)
+        self.norm = nn.BatchNorm2d(1)
+        trunk = EfficientNetLite0()
+        if pretrained:
+            trunk.load_pretrained()
+        stem = trunk.stem
+        conv = stem[1]
+        mono = nn.Conv2d(1, conv.out_channels, conv.kernel_size, conv.stride, bias=False)
+        mono.weight.data.copy_(conv.weight.data.sum(dim=1, keepdim=True))
+        stem[1] = mono
+        self.stem = stem
+        self.blocks = nn.Sequential(*trunk.blocks[:blocks])
+        channels = [out for repeats, *_, out in STAGES for _ in range(repeats)]
+        c = channels[blocks - 1]
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(2 * c, 1)
+
+    _spec_augment = AudioNet._spec_augment
+
+    def forward(self, pcm: torch.Tensor, logits: bool = False) -> torch.Tensor:
+        s = self.frontend(pcm)
+        if self.training and self.spec_augment > 0:
+            s = self._spec_augment(s)
+        h = self.blocks(self.stem(self.norm(s)))
+        h = torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1)
+        logit = self.fc(self.dropout(h)).squeeze(1)
+        return logit if logits else torch.sigmoid(logit)

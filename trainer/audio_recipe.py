@@ -21,6 +21,9 @@ DEFAULT_SEED = 1337
 class Recipe:
     """Hyper-parameters of one audio training run."""
 
+    arch: str = "cnn"  # "cnn": AudioNet from scratch; "effnet": ImageNet-pretrained trunk (AudioEffNet)
+    blocks: int = 11  # effnet: how many MBConv blocks of the trunk
+    hop: int = 256  # log-mel hop in samples
     epochs: int = 12
     patience: int = 4
     batch: int = 64
@@ -145,6 +148,18 @@ def report_threshold(y_va: np.ndarray, p_va: np.ndarray, is_real: np.ndarray, re
     return at, hi, on
 
 
+def build_model(r: Recipe):
+    from trainer.audio_model import AudioEffNet, AudioNet
+
+    if r.arch == "cnn":
+        return AudioNet(width=r.width, n_mels=r.n_mels, hop=r.hop, dropout=r.dropout, spec_augment=r.spec_augment,
+                        n_fft=r.n_fft)
+    if r.arch == "effnet":
+        return AudioEffNet(n_mels=r.n_mels, hop=r.hop, n_fft=r.n_fft, blocks=r.blocks, dropout=r.dropout,
+                           spec_augment=r.spec_augment)
+    raise ValueError(f"arch must be cnn or effnet, not {r.arch!r}")
+
+
 def predict(model, x: np.ndarray, device: str = "cpu") -> np.ndarray:
     import torch
 
@@ -161,13 +176,11 @@ def fit_windows(x_tr: np.ndarray, y_tr: np.ndarray, x_va: np.ndarray, y_va: np.n
     and choose the report threshold on them."""
     import torch
 
-    from trainer.audio_model import AudioNet
     from trainer.loop import FitConfig, fit
 
     r = recipe
     torch.manual_seed(r.seed)
-    model = AudioNet(width=r.width, n_mels=r.n_mels, dropout=r.dropout, spec_augment=r.spec_augment,
-                     n_fft=r.n_fft).to(device)
+    model = build_model(r).to(device)
     aug = Augmenter(x_tr[~y_tr], r.seed, neg_mix=r.neg_mix, pos_mix=r.pos_mix, speed=r.speed)
     pos_weight = torch.tensor(float(r.pos_weight) if r.pos_weight else float((~y_tr).sum()) / float(y_tr.sum()),
                               device=device)

@@ -38,14 +38,16 @@ def _image_folder(root: Path, n: int = 14) -> Path:
     return root
 
 
-def test_tiny_audio_run_exports_a_servable_model(tmp_path, monkeypatch):
+@pytest.mark.parametrize("arch", [dict(arch="cnn", width=4), dict(arch="effnet", blocks=3, n_mels=32, hop=320)],
+                         ids=["cnn", "effnet"])
+def test_tiny_audio_run_exports_a_servable_model(tmp_path, monkeypatch, arch):
     from detectors.audio import AudioDetector, AudioDetectorConfig
     from trainer.train_audio import train_audio
 
     monkeypatch.setenv("SKYSENTRY_CACHE", str(tmp_path / "cache"))
     data = synthetic_audio_folder(tmp_path / "audio", clips=4)
-    out = train_audio([data], tmp_path / "out", epochs=1, synthetic_clips=0, width=4, batch=8,
-                      run_dir=tmp_path / "run")
+    out = train_audio([data], tmp_path / "out", epochs=1, synthetic_clips=0, batch=8, run_dir=tmp_path / "run",
+                      **arch)
     assert out.card.parity_max_abs_diff is not None and out.card.parity_max_abs_diff < 1e-3
     assert (tmp_path / "run" / "report" / "metrics.json").is_file()
     det = AudioDetector.load(AudioDetectorConfig(model=out.model_path))
@@ -66,3 +68,16 @@ def test_tiny_vision_run_exports_a_servable_model(tmp_path, monkeypatch):
     det = VisionDetector.load(VisionDetectorConfig(model=out.model_path))
     res = det.infer([det.prepare_rgb(np.full((96, 128, 3), 180, np.uint8))])
     assert 0 <= res[0].score <= 1
+
+
+def test_audio_effnet_starts_from_the_imagenet_stem_summed_to_one_channel():
+    import torch
+
+    from trainer.audio_model import AudioEffNet
+    from trainer.vision_model import EfficientNetLite0
+
+    rgb = EfficientNetLite0().load_pretrained().stem[1].weight
+    mono = AudioEffNet(blocks=2).stem[1].weight
+    assert mono.shape == (32, 1, 3, 3)
+    assert torch.allclose(mono, rgb.sum(dim=1, keepdim=True))
+    assert not torch.allclose(mono, AudioEffNet(blocks=2, pretrained=False).stem[1].weight)
