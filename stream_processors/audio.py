@@ -8,7 +8,7 @@ while the broker is away), apply the optional RMS level gate, fit each window to
 
 from __future__ import annotations
 
-import time
+from datetime import datetime
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -62,34 +62,16 @@ class AudioPipeline(Pipeline):
                 result.gated_by[self.gate.name] += 1
                 self.summaries.skipped(event.site, event.source, detector.ref)
                 continue
-            prepared.items.append((record, event, pcm))
+            prepared.items.append((record, event, (pcm, event.samplerate)))
         return prepared
 
-    async def finish(self, prepared: Prepared) -> BatchResult:
-        result, detector, batch = prepared.result, prepared.detector, prepared.items
-        if batch:
-            def score(items: list[tuple[np.ndarray, int]]) -> np.ndarray:
-                return detector.infer([detector.fit(pcm, rate) for pcm, rate in items])
+    def run_model(self, detector: AudioDetector, inputs: list[tuple[np.ndarray, int]]) -> np.ndarray:
+        return detector.infer([detector.fit(pcm, rate) for pcm, rate in inputs])
 
-            t0 = time.perf_counter()
-            scores, failed = await self.run_guarded(score, [(pcm, e.samplerate) for _, e, pcm in batch],
-                                                    "inference failed")
-            result.inference_s = time.perf_counter() - t0
-            result.batch_sizes.append(len(batch))
-            bad = dict(failed)
-            processed_at = utcnow()
-            label = detector.card.labels[0] if detector.card.labels else "drone"
-            for i, (record, event, _pcm) in enumerate(batch):
-                if i in bad:
-                    result.dead.append((record, bad[i]))
-                    continue
-                s = float(scores[i])
-                result.outcomes["inferred"] += 1
-                self.summaries.scored(event.site, event.source, s, detector.ref)
-                if s >= detector.report_threshold:
-                    result.detections.append(Detection(
-                        site=event.site, source=event.source, modality="audio", label=label, score=s,
-                        model=detector.ref, input_event_id=event.id, input_seq=event.seq,
-                        captured_at=event.time, processed_at=processed_at))
-        result.outcomes["dead_lettered"] = len(result.dead)
-        return result
+    def detection(self, event: AudioEvent, output, detector: AudioDetector, label: str, processed_at: datetime):
+        s = float(output)
+        if s < detector.report_threshold:
+            return s, None
+        return s, Detection(site=event.site, source=event.source, modality="audio", label=label, score=s,
+                            model=detector.ref, input_event_id=event.id, input_seq=event.seq,
+                            captured_at=event.time, processed_at=processed_at)

@@ -13,9 +13,10 @@ reference per input:
 * faust's committer commits, every ``commit_interval_s``, the offset below which every event
   is done. So an input's offset is committed only after its outputs are in Kafka.
 
-Pipelining: batch k+1 is decoded (stage 1, in the agent) while batch k is inferred and its
-outputs are in flight; model runs happen one at a time and batches are released strictly in
-order (at most ``max_inflight_batches`` at once). In-order release matters beyond tidiness:
+Pipelining: batch k+1 is decoded (stage 1, in the agent) and queued on the pipeline's
+inference thread while batch k is inferred and its outputs are in flight; model runs happen
+one at a time, back to back, and batches are released strictly in order (at most
+``max_inflight_batches`` at once). In-order release matters beyond tidiness:
 faust-streaming 0.15.3's ``Consumer._new_offset`` commits past an offset still in flight
 when only the offset right after it has been acked (committed 10, acked [11, 12] → 13; see
 tests/unit/detectors/test_delivery_order.py); per partition we never ack out of order.
@@ -42,7 +43,6 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 import faust
 from aiokafka.errors import KafkaError
@@ -61,14 +61,6 @@ from stream_processors.settings import ProcessorSettings, make_pipeline
 log = logging.getLogger(__name__)
 
 EX_TEMPFAIL = 75
-
-
-@dataclass(frozen=True, slots=True)
-class _InFlight:
-    """A batch past stage 1: its task (infer → deliver → release) and when its model run ended."""
-
-    task: asyncio.Task
-    inferred: asyncio.Future
 
 
 def faust_broker(bootstrap_servers: str) -> list[str]:
@@ -93,7 +85,7 @@ class ProcessorService:
         self._stopping = False
         self._summary_lock = asyncio.Lock()
         self._inflight = asyncio.Semaphore(self.config.max_inflight_batches)
-        self._last_batch: _InFlight | None = None
+        self._last_batch: asyncio.Task | None = None  # the newest batch past stage 1 (infer → deliver → release)
         self._app: faust.App | None = None
         self._datadir: str | None = None
 
@@ -178,10 +170,9 @@ class ProcessorService:
         for e in events:
             e.message.incref()
         await self._inflight.acquire()
-        previous = self._last_batch
-        inferred = asyncio.get_running_loop().create_future()  # set once this batch's model run is over
-        task = asyncio.create_task(self._finish_batch(prepared, records, events, previous, inferred))
-        self._last_batch = _InFlight(task, inferred)
+        if isinstance(prepared, Prepared):
+            self.pipeline.start_inference(prepared)  # queued behind the previous batch's model run
+        self._last_batch = asyncio.create_task(self._finish_batch(prepared, records, events, self._last_batch))
 
     def _failed(self, records: list[InputRecord], exc: BaseException) -> BatchResult:
         log.exception("processor failed on a batch of %d; dead-lettering it", len(records), exc_info=exc)
@@ -190,22 +181,17 @@ class ProcessorService:
         return result
 
     async def _finish_batch(self, prepared, records: list[InputRecord], events: list,
-                            previous: "_InFlight | None", inferred: asyncio.Future) -> None:
+                            previous: asyncio.Task | None) -> None:
         try:
-            if previous is not None:
-                await asyncio.shield(previous.inferred)  # one model run at a time, in batch order
             try:
                 result = prepared if isinstance(prepared, BatchResult) else await self.pipeline.finish(prepared)
             except Exception as exc:
                 result = self._failed(records, exc)
-            finally:
-                if not inferred.done():
-                    inferred.set_result(None)
             delivered = await self._deliver(result)
             if previous is not None:
                 # release in batch order: per partition, offsets are then acked in order, and
                 # faust commits only below the first offset not yet acked
-                await asyncio.shield(previous.task)
+                await asyncio.shield(previous)
             if not delivered:
                 log.critical("outputs of a batch could not be delivered while stopping; exiting without "
                              "committing it (it is read again after the restart)")
@@ -216,8 +202,6 @@ class ProcessorService:
             self._count(result)
             self.batches += 1
         finally:
-            if not inferred.done():
-                inferred.set_result(None)
             self._inflight.release()
 
     async def _deliver(self, result: BatchResult) -> bool:
@@ -387,8 +371,8 @@ class ProcessorService:
         # events already in take_events' buffer still come through as one more batch
         while time.monotonic() < deadline:
             last = self._last_batch
-            if last is not None and not last.task.done():
-                await asyncio.wait({last.task}, timeout=max(0.0, deadline - time.monotonic()))
+            if last is not None and not last.done():
+                await asyncio.wait({last}, timeout=max(0.0, deadline - time.monotonic()))
                 continue
             if not consumer._unacked_messages:  # noqa: SLF001 - faust has no public probe for this
                 break

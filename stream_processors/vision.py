@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from typing import ClassVar, Literal
 
 from pydantic import Field
@@ -92,30 +93,17 @@ class VisionPipeline(Pipeline):
             prepared.items.append((record, event, frame))
         return prepared
 
-    async def finish(self, prepared: Prepared) -> BatchResult:
-        result, detector, batch = prepared.result, prepared.detector, prepared.items
-        if batch:
-            t0 = time.perf_counter()
-            scores, failed = await self.run_guarded(detector.infer, [f for _, _, f in batch], "inference failed")
-            result.inference_s = time.perf_counter() - t0
-            result.batch_sizes.append(len(batch))
-            bad = dict(failed)
-            processed_at = utcnow()
-            label = detector.card.labels[0] if detector.card.labels else "drone"
-            for i, (record, event, _frame) in enumerate(batch):
-                if i in bad:
-                    result.dead.append((record, bad[i]))
-                    continue
-                res = scores[i]
-                result.outcomes["inferred"] += 1
-                self.summaries.scored(event.site, event.source, res.score, detector.ref)
-                if res.score >= detector.report_threshold:
-                    result.detections.append(Detection(
-                        site=event.site, source=event.source, modality="vision", label=label,
-                        score=res.score, boxes=res.boxes, model=detector.ref, input_event_id=event.id,
-                        input_seq=event.seq, captured_at=event.time, processed_at=processed_at))
-        result.outcomes["dead_lettered"] = len(result.dead)
-        return result
+    def run_model(self, detector: VisionDetector, inputs: list) -> list:
+        return detector.infer(inputs)
+
+    def detection(self, event: FrameEvent, output, detector: VisionDetector, label: str, processed_at: datetime):
+        if output.score < detector.report_threshold:
+            return output.score, None
+        return output.score, Detection(
+            site=event.site, source=event.source, modality="vision", label=label, score=output.score,
+            boxes=output.boxes, model=detector.ref, input_event_id=event.id, input_seq=event.seq,
+            captured_at=event.time, processed_at=processed_at)
 
     async def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        await super().close()

@@ -72,6 +72,9 @@ class FakePipeline:
     async def prepare(self, records):
         return Prepared(BatchResult(), None, [(r, None, None) for r in records])
 
+    def start_inference(self, prepared):
+        pass
+
     async def finish(self, prepared):
         result = prepared.result
         for record, _, _ in prepared.items:
@@ -97,7 +100,7 @@ async def test_batches_are_released_in_order_after_their_outputs_are_acknowledge
     assert ACKED == []  # nothing is committable before Kafka acknowledged the outputs
     await asyncio.sleep(0.05)
     assert ACKED == []  # batch 3 is acknowledged, but batch 1 is not: nobody is released
-    await asyncio.wait_for(svc._last_batch.task, 5)
+    await asyncio.wait_for(svc._last_batch, 5)
     assert ACKED == [0, 1, 2, 3] and svc.batches == 3
     assert svc.producer.sent.count("flaky") == 1 and svc.producer.failed_once
 

@@ -128,6 +128,32 @@ async def test_a_model_that_fails_on_one_input_only_dead_letters_that_one(vision
     assert "inference failed: RuntimeError: boom" in result.dead[0][1]
 
 
+async def test_queued_batches_run_back_to_back_on_one_thread_without_the_event_loop(audio, monkeypatch):
+    """The runner queues batch k+1 while batch k is inferred: the inference thread must go
+    from one model run to the next on its own, in queue order, while the loop is busy."""
+    import threading
+    import time
+
+    p = audio()
+    det = p.slot.current
+    real, runs = det.infer, []
+
+    def recorded(windows):
+        runs.append((len(windows), threading.current_thread().name))
+        return real(windows)
+
+    monkeypatch.setattr(det, "infer", recorded)
+    batches = [await p.prepare([rec(*audio_record(seq=10 * b + i)[:3], offset=10 * b + i) for i in range(n)])
+               for b, n in enumerate((1, 2, 3))]
+    for b in batches:
+        p.start_inference(b)
+    time.sleep(1.0)  # the event loop is blocked: nothing on it can start a model run
+    assert all(b.run.done() for b in batches)
+    assert [n for n, _ in runs] == [1, 2, 3] and len({t for _, t in runs}) == 1 and runs[0][1] != "MainThread"
+    results = [await p.finish(b) for b in batches]
+    assert [[d.input_seq for d in r.detections] for r in results] == [[0], [10, 11], [20, 21, 22]]
+
+
 def test_summary_book_groups_by_source_and_resets():
     from skysentry.messages import ModelRef
 
