@@ -156,9 +156,9 @@ class Pipeline(ABC):
     queued (:meth:`start_inference`). The runner queues batch k+1 as soon as it is prepared,
     so the model runs back to back while the event loop decodes the next batches and
     delivers the outputs of earlier ones; the thread never waits for the loop between
-    two batches. (When each run was started from the loop, the audio processor's model
-    thread was busy only 75-90 % of the time under load; queued, it runs 90-98 %, and the
-    audio bench went from about 800 to 860-890 windows/s.)
+    two batches. (When each run was started from the loop, the audio processor used about
+    115 % CPU of two idle-enough cores, so its model waited; queued, the model thread runs
+    75-98 % of each second and the audio bench went from about 800 to 860-890 windows/s.)
     """
 
     MODALITY: ClassVar[str]
