@@ -37,8 +37,8 @@ class DetectorConfig(BaseModel):
 
 def missing_model_message(path: Path) -> str:
     return (f"model {path} does not exist (nor its card {ModelCard.card_path(path)}); "
-            "run `make setup` (it rebuilds models/vision.onnx), `make models` to retrain the shipped models, "
-            "or pass --model PATH")
+            "run `make models` to build the shipped models (`make setup` rebuilds models/vision.onnx from its "
+            "tracked delta), or pass --model PATH")
 
 
 def verify_model(path: Path, *, expect_sha256: str | None = None, expect_task: str | None = None,
