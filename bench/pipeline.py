@@ -267,7 +267,7 @@ async def run_modality(modality: str, model: Path, bootstrap: str, n: int, n_raw
             await out.wait_for(before + m, 180, "latency-phase detections")
             lat = np.array(out.latencies_ms[before:])
         finally:
-            proc.terminate()
+            proc.stop()
             raw_loop.close()
     return {"windows_per_s": rate, "raw_windows_per_s": max(raw_rates),
             "rounds": {"pipeline": [round(r, 1) for r in pipe_rates], "raw": [round(r, 1) for r in raw_rates]},

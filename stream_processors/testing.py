@@ -8,13 +8,7 @@ number of test sessions and benches can share one broker.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import os
-import signal
-import subprocess
-import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterable
@@ -30,6 +24,7 @@ from skysentry.bus import make_consumer, make_producer
 from skysentry.config import KafkaSettings, TopicSettings
 from skysentry.messages import (AudioEvent, ContractError, Detection, FrameEvent, ModelAnnouncement, ScoreSummary,
                                 decode_structured, encode_audio, encode_frame, encode_structured, header, utcnow)
+from skysentry.service import ServiceProcess
 from skysentry.topics import dlq, ensure_topics
 from stream_processors.settings import ProcessorSettings
 
@@ -192,61 +187,16 @@ def old(seconds: float) -> datetime:
     return utcnow() - timedelta(seconds=seconds)
 
 
-class ProcessorProcess:
-    """``python -m stream_processors <modality> --config <yaml>`` in a subprocess; its JSON log
-    lines are collected so tests can see its partition assignments."""
+class ProcessorProcess(ServiceProcess):
+    """``python -m stream_processors <modality> --config <yaml>`` in a subprocess, from a
+    config written for it; tests and benches wait on its logged partition assignments."""
 
     def __init__(self, settings: ProcessorSettings, modality: str, workdir: Path, name: str) -> None:
-        self.modality = modality
-        self.config = workdir / f"{name}.yaml"
+        config = workdir / f"{name}.yaml"
         doc = settings.model_dump(mode="json", include={"kafka", "topics", f"{modality}_processor"})
         doc["kafka"].pop("sasl_password", None)
         doc["metrics"] = {"enabled": False}
         doc["log"] = {"level": "INFO", "json": True}
-        self.config.write_text(yaml.safe_dump(doc))
-        self.lines: list[dict] = []
-        self.raw: list[str] = []
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> "ProcessorProcess":
+        config.write_text(yaml.safe_dump(doc))
         env = {k: v for k, v in os.environ.items() if not k.startswith("SKYSENTRY_")}
-        self.proc = subprocess.Popen([sys.executable, "-m", "stream_processors", self.modality, "--config",
-                                      str(self.config)], cwd=Path.cwd(), env=env, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True)
-        threading.Thread(target=self._read, daemon=True).start()
-        return self
-
-    def _read(self) -> None:
-        for line in self.proc.stderr:
-            self.raw.append(line)
-            with contextlib.suppress(ValueError):
-                self.lines.append(json.loads(line))
-
-    def assignments(self) -> list[list[int]]:
-        return [rec["partitions"] for rec in self.lines if rec.get("event") == "assigned"]
-
-    async def wait_assigned(self, predicate=lambda parts: True, timeout: float = 60.0) -> list[int]:
-        deadline = time.monotonic() + timeout
-        while True:
-            got = self.assignments()
-            if got and predicate(got[-1]):
-                return got[-1]
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"processor exited with {self.proc.returncode}:\n{''.join(self.raw[-30:])}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"no matching assignment within {timeout}s; saw {got}:\n{''.join(self.raw[-20:])}")
-            await asyncio.sleep(0.1)
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def terminate(self, timeout: float = 30.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        return self.proc.returncode
+        super().__init__(name, ["stream_processors", modality], config, env=env, cwd=Path.cwd())

@@ -16,14 +16,8 @@ Used by ``make demo`` (:mod:`deploy.local.demo`) and by ``tests/e2e``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import os
 import secrets
-import signal
-import subprocess
-import sys
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -41,6 +35,7 @@ from producers.microphone import MicrophoneProducer
 from skysentry.bus import make_consumer
 from skysentry.config import Settings, TopicSettings
 from skysentry.messages import Alert, ContractError, Detection, ScoreSummary, decode_structured, header
+from skysentry.service import ServiceProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 WEBHOOK_SECRET_ENV = "SKYSENTRY_ALERTING__CHANNELS__WEBHOOK__SECRET"
@@ -85,67 +80,6 @@ def pipeline_config(bootstrap: str, redis_url: str, receiver: RecordingReceiver,
             "tick_poll": "100ms",
         },
     }
-
-
-# -- service processes -----------------------------------------------------------------------
-
-
-class ServiceProcess:
-    """A SkySentry service in a subprocess; its JSON log lines are kept (and written to a file)."""
-
-    def __init__(self, name: str, args: list[str], config: Path, log_path: Path, env: dict[str, str]):
-        self.name = name
-        self.args = [sys.executable, "-m", *args, "--config", str(config)]
-        self.log_path = log_path
-        self.env = env
-        self.lines: list[dict] = []
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> "ServiceProcess":
-        self.proc = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True, start_new_session=True)
-        threading.Thread(target=self._read, name=f"log:{self.name}", daemon=True).start()
-        return self
-
-    def _read(self) -> None:
-        with self.log_path.open("a") as out:
-            for line in self.proc.stderr:
-                out.write(line)
-                out.flush()
-                with contextlib.suppress(ValueError):
-                    rec = json.loads(line)
-                    if isinstance(rec, dict):
-                        self.lines.append(rec)
-
-    def tail(self, n: int = 15) -> str:
-        with contextlib.suppress(OSError):
-            return "".join(self.log_path.read_text().splitlines(keepends=True)[-n:])
-        return ""
-
-    async def wait_assigned(self, timeout: float) -> None:
-        """Until the service has joined its consumer group and owns partitions."""
-        deadline = time.monotonic() + timeout
-        while not any(r.get("event") == "assigned" and r.get("partitions") for r in self.lines):
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with status {self.proc.returncode}:\n{self.tail()}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.name} did not join its group within {timeout:.0f}s:\n{self.tail()}")
-            await asyncio.sleep(0.1)
-
-    def errors(self) -> list[dict]:
-        return [r for r in self.lines if r.get("level") in ("ERROR", "CRITICAL")]
-
-    def stop(self, timeout: float = 30.0) -> int | None:
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        return self.proc.returncode
 
 
 # -- watching the topics ---------------------------------------------------------------------
@@ -319,10 +253,12 @@ async def run_pipeline(settings: Settings, receiver: RecordingReceiver, workdir:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SKYSENTRY_")}
     env.update({WEBHOOK_SECRET_ENV: secret, TWILIO_TOKEN_ENV: secret, "PYTHONUNBUFFERED": "1"})
     services = {
-        "vision": ServiceProcess("vision processor", ["stream_processors", "vision"], config,
-                                 workdir / "vision.log", env),
-        "audio": ServiceProcess("audio processor", ["stream_processors", "audio"], config, workdir / "audio.log", env),
-        "alerting": ServiceProcess("alerting", ["alerting", "run"], config, workdir / "alerting.log", env),
+        "vision": ServiceProcess("vision processor", ["stream_processors", "vision"], config, env=env,
+                                 log_path=workdir / "vision.log", cwd=ROOT),
+        "audio": ServiceProcess("audio processor", ["stream_processors", "audio"], config, env=env,
+                                log_path=workdir / "audio.log", cwd=ROOT),
+        "alerting": ServiceProcess("alerting", ["alerting", "run"], config, env=env, log_path=workdir / "alerting.log",
+                                   cwd=ROOT),
     }
     camera = CameraProducer(settings.camera, settings.kafka, settings.topics)
     mic = MicrophoneProducer(settings.mic, settings.kafka, settings.topics)
@@ -331,7 +267,7 @@ async def run_pipeline(settings: Settings, receiver: RecordingReceiver, workdir:
         async with Watcher(settings) as watcher:
             for svc in services.values():
                 svc.start()
-            waiting = [asyncio.create_task(svc.wait_assigned(start_timeout_s)) for svc in services.values()]
+            waiting = [asyncio.create_task(svc.wait_assigned(timeout=start_timeout_s)) for svc in services.values()]
             while not all(t.done() for t in waiting):
                 on_tick(watcher.seen, time.monotonic() - t0, "starting services")
                 await asyncio.wait(waiting, timeout=0.25)

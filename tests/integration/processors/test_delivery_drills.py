@@ -62,7 +62,7 @@ async def test_kill_9_mid_stream_then_restart_accounts_for_every_frame(stack, to
         await publisher
         await out.wait_for(lambda o: set(fresh) <= set(o.input_ids())
                            and sum(x.skipped for x in o.summaries) >= len(stale), 60, "every frame accounted for")
-        assert second.terminate() == 0  # graceful: drains, commits, exits 0
+        assert second.stop() == 0  # graceful: drains, commits, exits 0
 
     missing, duplicates = _report(out.out, fresh)
     skipped = sum(x.skipped for x in out.out.summaries)
@@ -92,11 +92,11 @@ async def test_two_processors_split_partitions_and_rebalances_lose_nothing(stack
         assert sorted(a_parts + b_parts) == [0, 1, 2, 3], (a_parts, b_parts)  # split, no overlap
         await out.wait_for(lambda o: len(o.detections) >= 200, 30, "both processors to work")
 
-        assert b.terminate() == 0  # leaves mid-stream: rebalance back to one
+        assert b.stop() == 0  # leaves mid-stream: rebalance back to one
         await a.wait_assigned(lambda parts: len(parts) == 4)
         await publisher
         await out.wait_for(lambda o: set(fresh) <= set(o.input_ids()), 60, "every frame detected")
-        assert a.terminate() == 0
+        assert a.stop() == 0
 
     missing, duplicates = _report(out.out, fresh)
     with capsys.disabled():
