@@ -39,9 +39,9 @@ def save_delta(state_dict: dict, path: Path = DELTA, size: tuple[int, int] = (22
 
     from trainer.vision_model import DroneDetector
 
-    base = DroneDetector(*size, pretrained=True).state_dict()
-    delta = {k: v.numpy() for k, v in state_dict.items() if not torch.equal(v, base[k])}
     model = DroneDetector(*size, pretrained=True).eval()
+    base = {k: v.clone() for k, v in model.state_dict().items()}  # the ImageNet initialisation
+    delta = {k: v.numpy() for k, v in state_dict.items() if not torch.equal(v, base[k])}
     model.load_state_dict(state_dict)
     with torch.no_grad():
         score, _, box_scores = model(torch.from_numpy(reference_input(size)))
