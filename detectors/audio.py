@@ -94,11 +94,20 @@ class AudioDetector(Detector):
             return pcm.astype(np.float32) / 32768.0
         return pcm
 
+    def batch(self, windows: list[np.ndarray]) -> tuple[np.ndarray, int]:
+        """Windows already :meth:`fit` to the model (``int16 [window_samples]`` each) → the
+        graph's input (padded to the session's batch bucket) and how many rows are real."""
+        n = len(windows)
+        batch = pad_batch(np.stack(windows), self.session.padded_size(n))
+        return self._as_input(batch), n
+
+    def run_batch(self, batch: np.ndarray, n: int) -> np.ndarray:
+        """Scores of the first ``n`` rows of a :meth:`batch`."""
+        out = self.session.run({self.input_name: batch}, ["score"])
+        return self._scores(out, n)
+
     def infer(self, windows: list[np.ndarray]) -> np.ndarray:
         """Scores for windows already :meth:`fit` to the model (``int16 [window_samples]`` each)."""
         if not windows:
             return np.zeros(0, dtype=np.float32)
-        n = len(windows)
-        batch = pad_batch(np.stack(windows), self.session.padded_size(n))
-        out = self.session.run({self.input_name: self._as_input(batch)}, ["score"])
-        return self._scores(out, n)
+        return self.run_batch(*self.batch(windows))

@@ -3,7 +3,8 @@
 Per micro-batch: validate headers and payload length (:func:`skysentry.messages.decode_audio`),
 optionally skip windows older than ``max_window_age_s`` (off by default: DESIGN §4 keeps audio
 while the broker is away), apply the optional RMS level gate, fit each window to the model
-(resample / pad, see :meth:`detectors.audio.AudioDetector.fit`) and score the batch in one run.
+(resample / pad, see :meth:`detectors.audio.AudioDetector.fit`) and stack the batch, all on the
+event loop; the inference thread then only runs the graph.
 """
 
 from __future__ import annotations
@@ -62,11 +63,14 @@ class AudioPipeline(Pipeline):
                 result.gated_by[self.gate.name] += 1
                 self.summaries.skipped(event.site, event.source, detector.ref)
                 continue
-            prepared.items.append((record, event, (pcm, event.samplerate)))
+            prepared.items.append((record, event, detector.fit(pcm, event.samplerate)))
         return prepared
 
-    def run_model(self, detector: AudioDetector, inputs: list[tuple[np.ndarray, int]]) -> np.ndarray:
-        return detector.infer([detector.fit(pcm, rate) for pcm, rate in inputs])
+    def assemble(self, detector: AudioDetector, inputs: list[np.ndarray]) -> tuple[np.ndarray, int]:
+        return detector.batch(inputs)
+
+    def run_model(self, detector: AudioDetector, batch: tuple[np.ndarray, int]) -> np.ndarray:
+        return detector.run_batch(*batch)
 
     def detection(self, event: AudioEvent, output, detector: AudioDetector, label: str, processed_at: datetime):
         s = float(output)

@@ -159,6 +159,9 @@ class Pipeline(ABC):
     two batches. (When each run was started from the loop, the audio processor used about
     115 % CPU of two idle-enough cores, so its model waited; queued, the model thread runs
     75-98 % of each second and the audio bench went from about 800 to 860-890 windows/s.)
+    The batch is assembled on the loop too (:meth:`assemble`), so the thread runs little
+    Python besides the graph: fitting and stacking 16 audio windows there took 2 ms of
+    each 15 ms run, nearly all of it waiting to retake the GIL from the loop.
     """
 
     MODALITY: ClassVar[str]
@@ -186,9 +189,16 @@ class Pipeline(ABC):
         """Stage 1, in batch order: parse, skip stale, decode, gate. Sorts out every record
         that will not reach the model (its outcome is final here)."""
 
+    def assemble(self, detector: Any, inputs: list) -> Any:
+        """The model input of a whole batch, built on the event loop before the run is queued
+        (default: the list of inputs). Whatever is done here is Python the inference thread
+        does not run: every extra step there that releases and retakes the GIL (a numpy
+        copy does) waits behind the event loop."""
+        return inputs
+
     @abstractmethod
-    def run_model(self, detector: Any, inputs: list) -> Sequence:
-        """The model on a batch of inputs (on the inference thread): one output per input."""
+    def run_model(self, detector: Any, batch: Any) -> Sequence:
+        """The model on an :meth:`assemble`-d batch (on the inference thread): one output per input."""
 
     @abstractmethod
     def detection(self, event: Any, output: Any, detector: Any, label: str, processed_at: datetime
@@ -199,7 +209,12 @@ class Pipeline(ABC):
         """Queue the batch's model run on the inference thread (once; in batch order)."""
         if prepared.items and prepared.run is None:
             inputs = [x for _, _, x in prepared.items]
-            prepared.run = self._inference.submit(self._run_guarded, prepared.detector, inputs)
+            try:
+                batch = self.assemble(prepared.detector, inputs)
+            except Exception as exc:  # inputs that do not batch together: one by one on the thread
+                log.warning("batch of %d could not be assembled (%s); running it one by one", len(inputs), exc)
+                batch = None
+            prepared.run = self._inference.submit(self._run_guarded, prepared.detector, inputs, batch)
 
     async def finish(self, prepared: Prepared) -> BatchResult:
         """Stage 2: await the batch's model run and build its detections."""
@@ -226,19 +241,21 @@ class Pipeline(ABC):
     async def close(self) -> None:
         self._inference.shutdown(wait=False, cancel_futures=True)
 
-    def _run_guarded(self, detector: Any, inputs: list) -> tuple[list, list[tuple[int, str]], float]:
-        """The model on the batch; if it raises, on each input alone, so one poisonous input
-        cannot sink its batch. Returns (output or None per input, [(index, reason)], seconds)."""
+    def _run_guarded(self, detector: Any, inputs: list, batch: Any) -> tuple[list, list[tuple[int, str]], float]:
+        """The model on the batch; if it raises (or ``batch`` is None: it could not be
+        assembled), on each input alone, so one poisonous input cannot sink its batch.
+        Returns (output or None per input, [(index, reason)], seconds)."""
         t0 = time.perf_counter()
-        try:
-            return list(self.run_model(detector, inputs)), [], time.perf_counter() - t0
-        except Exception as exc:
-            log.warning("batch of %d failed (%s); retrying one by one", len(inputs), exc)
+        if batch is not None:
+            try:
+                return list(self.run_model(detector, batch)), [], time.perf_counter() - t0
+            except Exception as exc:
+                log.warning("batch of %d failed (%s); retrying one by one", len(inputs), exc)
         outputs: list[Any] = [None] * len(inputs)
         failed: list[tuple[int, str]] = []
         for i, x in enumerate(inputs):
             try:
-                outputs[i] = self.run_model(detector, [x])[0]
+                outputs[i] = self.run_model(detector, self.assemble(detector, [x]))[0]
             except Exception as exc:
                 failed.append((i, f"inference failed: {type(exc).__name__}: {exc}"[:500]))
         return outputs, failed, time.perf_counter() - t0

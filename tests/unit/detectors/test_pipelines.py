@@ -128,6 +128,21 @@ async def test_a_model_that_fails_on_one_input_only_dead_letters_that_one(vision
     assert "inference failed: RuntimeError: boom" in result.dead[0][1]
 
 
+async def test_a_batch_that_cannot_be_assembled_is_run_one_by_one(audio, monkeypatch):
+    p = audio()
+    real = p.assemble
+
+    def picky(detector, inputs):
+        if len(inputs) > 1:
+            raise ValueError("windows of different shapes")
+        return real(detector, inputs)
+
+    monkeypatch.setattr(p, "assemble", picky)
+    result = await p.process([rec(*audio_record(seq=i)[:3], offset=i) for i in range(3)])
+    assert result.outcomes["inferred"] == 3 and not result.dead
+    assert [d.input_seq for d in result.detections] == [0, 1, 2]
+
+
 async def test_queued_batches_run_back_to_back_on_one_thread_without_the_event_loop(audio, monkeypatch):
     """The runner queues batch k+1 while batch k is inferred: the inference thread must go
     from one model run to the next on its own, in queue order, while the loop is busy."""
@@ -136,13 +151,13 @@ async def test_queued_batches_run_back_to_back_on_one_thread_without_the_event_l
 
     p = audio()
     det = p.slot.current
-    real, runs = det.infer, []
+    real, runs = det.run_batch, []
 
-    def recorded(windows):
-        runs.append((len(windows), threading.current_thread().name))
-        return real(windows)
+    def recorded(batch, n):
+        runs.append((n, threading.current_thread().name))
+        return real(batch, n)
 
-    monkeypatch.setattr(det, "infer", recorded)
+    monkeypatch.setattr(det, "run_batch", recorded)
     batches = [await p.prepare([rec(*audio_record(seq=10 * b + i)[:3], offset=10 * b + i) for i in range(n)])
                for b, n in enumerate((1, 2, 3))]
     for b in batches:
