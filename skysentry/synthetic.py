@@ -679,7 +679,7 @@ def _random_intervals(duration_s: float, rng: np.random.Generator) -> list[tuple
     return out
 
 
-def _fft_filter(x: np.ndarray, sr: int, lo: float | None = None, hi: float | None = None, order: int = 2) -> np.ndarray:
+def fft_filter(x: np.ndarray, sr: int, lo: float | None = None, hi: float | None = None, order: int = 2) -> np.ndarray:
     """Zero-phase Butterworth-magnitude band/low/high-pass applied in the frequency domain."""
     spec = np.fft.rfft(x)
     f = np.fft.rfftfreq(len(x), 1.0 / sr)
@@ -692,11 +692,12 @@ def _fft_filter(x: np.ndarray, sr: int, lo: float | None = None, hi: float | Non
     return np.fft.irfft(spec * gain, n=len(x))
 
 
-def _unit_rms(x: np.ndarray) -> np.ndarray:
+def unit_rms(x: np.ndarray) -> np.ndarray:
+    """``x`` scaled to unit RMS."""
     return x / (np.sqrt(np.mean(x * x)) + 1e-12)
 
 
-def _slow_noise(n: int, sr: int, rate_hz: float, rng: np.random.Generator) -> np.ndarray:
+def slow_noise(n: int, sr: int, rate_hz: float, rng: np.random.Generator) -> np.ndarray:
     """Smooth random curve in [-1, 1] with ~rate_hz new values per second."""
     pts = rng.uniform(-1, 1, int(n / sr * rate_hz) + 3)
     return _smooth_interp(pts, np.arange(n) / sr * rate_hz)
@@ -708,17 +709,17 @@ def _background(n: int, sr: int, seed: int, kinds: tuple[str, ...]) -> np.ndarra
     t = np.arange(n) / sr
     if "wind" in kinds:
         r = _rng(seed, "wind")
-        gust = np.exp(1.2 * _slow_noise(n, sr, 0.3, r))
-        w = _fft_filter(r.standard_normal(n), sr, hi=r.uniform(250, 600), order=1) * gust
-        out += r.uniform(0.6, 1.0) * _unit_rms(w)
+        gust = np.exp(1.2 * slow_noise(n, sr, 0.3, r))
+        w = fft_filter(r.standard_normal(n), sr, hi=r.uniform(250, 600), order=1) * gust
+        out += r.uniform(0.6, 1.0) * unit_rms(w)
     if "traffic" in kinds:
         r = _rng(seed, "traffic")
-        rumble = _fft_filter(r.standard_normal(n), sr, lo=25.0, hi=r.uniform(150, 300), order=2)
+        rumble = fft_filter(r.standard_normal(n), sr, lo=25.0, hi=r.uniform(150, 300), order=2)
         swell = np.full(n, 0.25)
         for _ in range(max(1, int(r.poisson(n / sr / 8.0)))):  # a vehicle passes every ~8 s
             tc, width = r.uniform(0, n / sr), r.uniform(1.5, 4.0)
             swell += r.uniform(0.5, 1.5) / (1.0 + ((t - tc) / width) ** 2)
-        out += r.uniform(0.3, 0.7) * _unit_rms(rumble * swell)
+        out += r.uniform(0.3, 0.7) * unit_rms(rumble * swell)
     if "birds" in kinds and sr > 12000:
         r = _rng(seed, "birds")
         chirps = np.zeros(n)
@@ -734,7 +735,7 @@ def _background(n: int, sr: int, seed: int, kinds: tuple[str, ...]) -> np.ndarra
                 phase = 2 * np.pi * (f_a * tt + (f_b - f_a) * tt * tt / (2 * tt[-1]))
                 chirps[i0 : i0 + ln] += r.uniform(0.3, 1.0) * np.hanning(ln) * np.sin(phase)
         if chirps.any():
-            out += r.uniform(0.1, 0.3) * _unit_rms(chirps)
+            out += r.uniform(0.1, 0.3) * unit_rms(chirps)
     return out
 
 
@@ -746,7 +747,7 @@ def _rotor(n: int, sr: int, rng: np.random.Generator) -> tuple[np.ndarray, float
     n_harm = int(rng.integers(6, 13))
     decay = rng.uniform(0.6, 1.3)
     amps = np.arange(1, n_harm + 1, dtype=np.float64) ** -decay * rng.uniform(0.6, 1.0, n_harm)
-    wobble = 1.0 + rng.uniform(0.01, 0.04) * _slow_noise(n, sr, rng.uniform(0.3, 1.0), rng)
+    wobble = 1.0 + rng.uniform(0.01, 0.04) * slow_noise(n, sr, rng.uniform(0.3, 1.0), rng)
     sig = np.zeros(n)
     for _ in range(4):
         f = f0 * (1.0 + rng.uniform(-0.015, 0.015)) * wobble
@@ -755,13 +756,13 @@ def _rotor(n: int, sr: int, rng: np.random.Generator) -> tuple[np.ndarray, float
             if h * f0 * 1.05 >= 0.45 * sr:
                 break
             sig += a * np.sin(h * phase + rng.uniform(0, 2 * np.pi))
-    sig = _unit_rms(sig)
-    buzz = _fft_filter(rng.standard_normal(n), sr, lo=400.0, hi=min(4000.0, 0.45 * sr))
-    sig += 0.15 * _unit_rms(buzz) * (1.0 + 0.5 * np.sin(2 * np.pi * np.cumsum(f0 * wobble) / sr))
+    sig = unit_rms(sig)
+    buzz = fft_filter(rng.standard_normal(n), sr, lo=400.0, hi=min(4000.0, 0.45 * sr))
+    sig += 0.15 * unit_rms(buzz) * (1.0 + 0.5 * np.sin(2 * np.pi * np.cumsum(f0 * wobble) / sr))
     t = np.arange(n) / sr
     dur = n / sr
     fade = min(1.5, 0.25 * dur)
     edge = np.clip(np.minimum(t, dur - t) / fade, 0.0, 1.0)
     tc, width = rng.uniform(0.3, 0.7) * dur, rng.uniform(0.3, 0.6) * dur
     env = edge * edge * (3 - 2 * edge) * (0.35 + 0.65 / np.sqrt(1.0 + ((t - tc) / width) ** 2))
-    return _unit_rms(sig * env), f0
+    return unit_rms(sig * env), f0

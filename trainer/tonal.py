@@ -20,24 +20,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from skysentry.synthetic import fft_filter, slow_noise, unit_rms
+
 SR = 16_000
 N = 16_000
 KINDS = ("siren", "engine", "insect_buzz", "cricket", "cicada", "tone", "train", "motor", "helicopter")
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / (np.sqrt(np.mean(x * x)) + 1e-12)
-
-
-def _filt(x: np.ndarray, lo: float | None = None, hi: float | None = None, order: int = 2) -> np.ndarray:
-    spec = np.fft.rfft(x)
-    f = np.fft.rfftfreq(len(x), 1.0 / SR)
-    g = np.ones_like(f)
-    if hi is not None:
-        g /= np.sqrt(1.0 + (f / hi) ** (2 * order))
-    if lo is not None:
-        g /= np.sqrt(1.0 + (lo / np.maximum(f, 1e-9)) ** (2 * order))
-    return np.fft.irfft(spec * g, n=len(x))
 
 
 def _harmonics(f_inst: np.ndarray, amps: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -50,16 +37,6 @@ def _harmonics(f_inst: np.ndarray, amps: np.ndarray, rng: np.random.Generator) -
             break
         out += a * np.sin(h * phase + rng.uniform(0, 2 * np.pi))
     return out
-
-
-def _slow(rng: np.random.Generator, rate_hz: float) -> np.ndarray:
-    """Smooth random curve in [-1, 1] with ~rate_hz new values per second."""
-    pts = rng.uniform(-1, 1, int(rate_hz) + 3)
-    pos = np.arange(N) / SR * rate_hz
-    i = np.clip(np.floor(pos).astype(int), 0, len(pts) - 2)
-    f = pos - i
-    w = f * f * (3 - 2 * f)
-    return pts[i] * (1 - w) + pts[i + 1] * w
 
 
 def siren(rng: np.random.Generator) -> np.ndarray:
@@ -83,26 +60,26 @@ def siren(rng: np.random.Generator) -> np.ndarray:
 def engine(rng: np.random.Generator) -> np.ndarray:
     """Combustion engine: firing frequency 15-90 Hz, many harmonics, impulsive, rumbling."""
     f0 = rng.uniform(15, 90)
-    f = f0 * (1 + rng.uniform(0.0, 0.08) * _slow(rng, rng.uniform(0.5, 2)))
+    f = f0 * (1 + rng.uniform(0.0, 0.08) * slow_noise(N, SR, rng.uniform(0.5, 2), rng))
     n_h = int(rng.integers(10, 60))
     amps = np.arange(1, n_h + 1) ** -rng.uniform(0.5, 1.5) * rng.uniform(0.3, 1.0, n_h)
     tonal = _harmonics(f, amps, rng)
     phase = np.cumsum(f) / SR
     pulses = (np.diff(np.floor(phase), prepend=0) > 0).astype(float)
-    burst = _filt(np.convolve(pulses, np.exp(-np.arange(200) / rng.uniform(10, 60)), mode="same")
-                  * rng.standard_normal(N), lo=80, hi=rng.uniform(800, 4000))
-    rumble = _filt(rng.standard_normal(N), hi=rng.uniform(150, 500))
-    return _unit(tonal) + rng.uniform(0.2, 1.0) * _unit(burst) + rng.uniform(0.1, 0.6) * _unit(rumble)
+    burst = fft_filter(np.convolve(pulses, np.exp(-np.arange(200) / rng.uniform(10, 60)), mode="same")
+                  * rng.standard_normal(N), SR, lo=80, hi=rng.uniform(800, 4000))
+    rumble = fft_filter(rng.standard_normal(N), SR, hi=rng.uniform(150, 500))
+    return unit_rms(tonal) + rng.uniform(0.2, 1.0) * unit_rms(burst) + rng.uniform(0.1, 0.6) * unit_rms(rumble)
 
 
 def insect_buzz(rng: np.random.Generator) -> np.ndarray:
     """Flies, bees, mosquitoes: a wingbeat fundamental (120-700 Hz) with rich harmonics, one
     source, irregular loudness as the insect moves."""
     f0 = rng.uniform(120, 700)
-    f = f0 * (1 + rng.uniform(0.01, 0.08) * _slow(rng, rng.uniform(1, 6)))
+    f = f0 * (1 + rng.uniform(0.01, 0.08) * slow_noise(N, SR, rng.uniform(1, 6), rng))
     n_h = int(rng.integers(4, 25))
     amps = np.arange(1, n_h + 1) ** -rng.uniform(0.3, 1.3) * rng.uniform(0.4, 1.0, n_h)
-    env = np.exp(rng.uniform(0.3, 1.5) * _slow(rng, rng.uniform(1, 5)))
+    env = np.exp(rng.uniform(0.3, 1.5) * slow_noise(N, SR, rng.uniform(1, 5), rng))
     return _harmonics(f, amps, rng) * env
 
 
@@ -129,9 +106,9 @@ def cicada(rng: np.random.Generator) -> np.ndarray:
     """Cicadas / buzzing insects in the distance: band noise at 3-9 kHz, AM at 50-400 Hz."""
     t = np.arange(N) / SR
     fc = rng.uniform(3000, 7500)
-    band = _filt(rng.standard_normal(N), lo=fc * 0.8, hi=fc * 1.25, order=4)
+    band = fft_filter(rng.standard_normal(N), SR, lo=fc * 0.8, hi=fc * 1.25, order=4)
     am = 1 + rng.uniform(0.3, 1.0) * np.sin(2 * np.pi * rng.uniform(50, 400) * t)
-    return band * am * np.exp(0.5 * _slow(rng, rng.uniform(0.5, 3)))
+    return band * am * np.exp(0.5 * slow_noise(N, SR, rng.uniform(0.5, 3), rng))
 
 
 def tone(rng: np.random.Generator) -> np.ndarray:
@@ -160,7 +137,7 @@ def tone(rng: np.random.Generator) -> np.ndarray:
 def train(rng: np.random.Generator) -> np.ndarray:
     """Trains: rumble, wheel clacks, squeal or a horn chord."""
     t = np.arange(N) / SR
-    out = _unit(_filt(rng.standard_normal(N), lo=20, hi=rng.uniform(200, 800)))
+    out = unit_rms(fft_filter(rng.standard_normal(N), SR, lo=20, hi=rng.uniform(200, 800)))
     clicks = np.zeros(N)
     period = rng.uniform(0.15, 0.8)
     for c in np.arange(rng.uniform(0, period), 1.0, period):
@@ -168,33 +145,34 @@ def train(rng: np.random.Generator) -> np.ndarray:
             i = int((c + d) * SR)
             if i < N:
                 clicks[i] = rng.uniform(0.5, 1)
-    clack = _filt(np.convolve(clicks, np.exp(-np.arange(800) / 200) * rng.standard_normal(800), mode="same"),
+    clack = fft_filter(np.convolve(clicks, np.exp(-np.arange(800) / 200) * rng.standard_normal(800), mode="same"), SR,
                   lo=100, hi=3000)
-    out = out + rng.uniform(0.2, 1.2) * _unit(clack + 1e-9 * rng.standard_normal(N))
+    out = out + rng.uniform(0.2, 1.2) * unit_rms(clack + 1e-9 * rng.standard_normal(N))
     extra = rng.integers(0, 3)
     if extra == 1:  # horn chord
         f0 = rng.uniform(250, 700)
         horn = sum(_harmonics(np.full(N, f0 * r), np.arange(1, 6) ** -1.0, rng) for r in (1, 1.26, 1.5))
-        out = out + rng.uniform(0.5, 2) * _unit(horn)
+        out = out + rng.uniform(0.5, 2) * unit_rms(horn)
     elif extra == 2:  # wheel squeal
-        f = rng.uniform(1500, 6000) * (1 + 0.02 * _slow(rng, 2))
-        out = out + rng.uniform(0.2, 1.5) * _unit(_harmonics(f, np.array([1.0, 0.3]), rng)) * (
-            0.5 + 0.5 * np.abs(_slow(rng, 3)))
+        f = rng.uniform(1500, 6000) * (1 + 0.02 * slow_noise(N, SR, 2, rng))
+        out = out + rng.uniform(0.2, 1.5) * unit_rms(_harmonics(f, np.array([1.0, 0.3]), rng)) * (
+            0.5 + 0.5 * np.abs(slow_noise(N, SR, 3, rng)))
     return out
 
 
 def motor(rng: np.random.Generator) -> np.ndarray:
     """Household motors (vacuum cleaner, washing machine, hair dryer, drill): broadband
     airflow noise + a motor hum and its whine, mostly steady."""
-    noise = _filt(rng.standard_normal(N), lo=rng.uniform(50, 400), hi=rng.uniform(1500, 7000))
-    f0 = rng.uniform(40, 400) * (1 + rng.uniform(0, 0.02) * _slow(rng, 1))
+    noise = fft_filter(rng.standard_normal(N), SR, lo=rng.uniform(50, 400), hi=rng.uniform(1500, 7000))
+    f0 = rng.uniform(40, 400) * (1 + rng.uniform(0, 0.02) * slow_noise(N, SR, 1, rng))
     amps = np.arange(1, 9) ** -rng.uniform(0.5, 2.0)
     hum = _harmonics(f0, amps, rng)
-    out = _unit(noise) + rng.uniform(0.1, 1.0) * _unit(hum)
+    out = unit_rms(noise) + rng.uniform(0.1, 1.0) * unit_rms(hum)
     if rng.random() < 0.5:  # high whine of the motor / turbine
-        out = out + rng.uniform(0.1, 0.6) * _unit(np.sin(2 * np.pi * np.cumsum(np.full(N, rng.uniform(1000, 6000))) / SR))
+        out = out + rng.uniform(0.1, 0.6) * unit_rms(
+            np.sin(2 * np.pi * np.cumsum(np.full(N, rng.uniform(1000, 6000))) / SR))
     if rng.random() < 0.4:  # tumbling / sloshing: slow AM
-        out = out * (1 + rng.uniform(0.3, 0.9) * _slow(rng, rng.uniform(1, 4)))
+        out = out * (1 + rng.uniform(0.3, 0.9) * slow_noise(N, SR, rng.uniform(1, 4), rng))
     return out
 
 
@@ -203,10 +181,11 @@ def helicopter(rng: np.random.Generator) -> np.ndarray:
     t = np.arange(N) / SR
     rate = rng.uniform(8, 30)
     phase = (t * rate + rng.uniform(0, 1)) % 1.0
-    slap = np.exp(-phase / rng.uniform(0.03, 0.15)) * _filt(rng.standard_normal(N), lo=40, hi=rng.uniform(600, 2000))
-    out = _unit(slap) + rng.uniform(0.2, 0.8) * _unit(_filt(rng.standard_normal(N), hi=300))
+    decay = np.exp(-phase / rng.uniform(0.03, 0.15))
+    slap = decay * fft_filter(rng.standard_normal(N), SR, lo=40, hi=rng.uniform(600, 2000))
+    out = unit_rms(slap) + rng.uniform(0.2, 0.8) * unit_rms(fft_filter(rng.standard_normal(N), SR, hi=300))
     if rng.random() < 0.6:
-        out = out + rng.uniform(0.05, 0.4) * _unit(_harmonics(np.full(N, rate * rng.uniform(4, 7)),
+        out = out + rng.uniform(0.05, 0.4) * unit_rms(_harmonics(np.full(N, rate * rng.uniform(4, 7)),
                                                                np.arange(1, 10) ** -1.0, rng))
     if rng.random() < 0.6:
         out = out + rng.uniform(0.05, 0.3) * np.sin(2 * np.pi * rng.uniform(2000, 6000) * t)
@@ -221,9 +200,9 @@ def tonal_negative(rng: np.random.Generator, kind: str | None = None) -> tuple[n
     """One 1 s window (int16, peak at -20…-1 dBFS) of a random tonal non-drone source over a
     little noise, and its kind."""
     kind = kind or KINDS[int(rng.integers(0, len(KINDS)))]
-    x = _unit(GENERATORS[kind](rng))
-    floor = _filt(rng.standard_normal(N), hi=rng.uniform(500, 8000), order=1)
-    x = x + 10 ** (-rng.uniform(10, 40) / 20) * _unit(floor)
+    x = unit_rms(GENERATORS[kind](rng))
+    floor = fft_filter(rng.standard_normal(N), SR, hi=rng.uniform(500, 8000), order=1)
+    x = x + 10 ** (-rng.uniform(10, 40) / 20) * unit_rms(floor)
     x = x * (32767 * 10 ** (rng.uniform(-20, -1) / 20) / (np.abs(x).max() + 1e-9))
     return np.clip(np.round(x), -32768, 32767).astype(np.int16), kind
 
