@@ -9,7 +9,6 @@ event loop; the inference thread then only runs the graph.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -17,7 +16,7 @@ from pydantic import Field
 
 from detectors.audio import AudioDetector, AudioDetectorConfig, rms_dbfs
 from detectors.registry import ModelSlot
-from skysentry.messages import AudioEvent, ContractError, Detection, decode_audio, utcnow
+from skysentry.messages import ContractError, decode_audio, utcnow
 from stream_processors.core import BatchResult, InputRecord, Pipeline, Prepared, ProcessorConfig
 from stream_processors.gates import LevelGate, LevelGateSettings
 
@@ -71,11 +70,3 @@ class AudioPipeline(Pipeline):
 
     def run_model(self, detector: AudioDetector, batch: tuple[np.ndarray, int]) -> np.ndarray:
         return detector.run_batch(*batch)
-
-    def detection(self, event: AudioEvent, output, detector: AudioDetector, label: str, processed_at: datetime):
-        s = float(output)
-        if s < detector.report_threshold:
-            return s, None
-        return s, Detection(site=event.site, source=event.source, modality="audio", label=label, score=s,
-                            model=detector.ref, input_event_id=event.id, input_seq=event.seq,
-                            captured_at=event.time, processed_at=processed_at)

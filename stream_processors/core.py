@@ -159,9 +159,6 @@ class Pipeline(ABC):
     two batches. (When each run was started from the loop, the audio processor used about
     115 % CPU of two idle-enough cores, so its model waited; queued, the model thread runs
     75-98 % of each second and the audio bench went from about 800 to 860-890 windows/s.)
-    The batch is assembled on the loop too (:meth:`assemble`), so the thread runs little
-    Python besides the graph: fitting and stacking 16 audio windows there took 2 ms of
-    each 15 ms run, nearly all of it waiting to retake the GIL from the loop.
     """
 
     MODALITY: ClassVar[str]
@@ -191,19 +188,19 @@ class Pipeline(ABC):
 
     def assemble(self, detector: Any, inputs: list) -> Any:
         """The model input of a whole batch, built on the event loop before the run is queued
-        (default: the list of inputs). Whatever is done here is Python the inference thread
-        does not run: every extra step there that releases and retakes the GIL (a numpy
-        copy does) waits behind the event loop."""
+        (default: the list of inputs), so the inference thread runs little Python besides the
+        graph: every step there that releases and retakes the GIL (a numpy copy does) waits
+        behind the loop. Fitting and stacking 16 audio windows on the thread took 2 ms of each
+        15 ms run, nearly all of it that wait."""
         return inputs
 
     @abstractmethod
     def run_model(self, detector: Any, batch: Any) -> Sequence:
         """The model on an :meth:`assemble`-d batch (on the inference thread): one output per input."""
 
-    @abstractmethod
-    def detection(self, event: Any, output: Any, detector: Any, label: str, processed_at: datetime
-                  ) -> tuple[float, Detection | None]:
-        """(score, the detection to publish or None) for one inferred window."""
+    def scored(self, output: Any) -> tuple[float, list]:
+        """(score, boxes) of one model output (default: a bare score, no boxes)."""
+        return float(output), []
 
     def start_inference(self, prepared: Prepared) -> None:
         """Queue the batch's model run on the inference thread (once; in batch order)."""
@@ -230,11 +227,14 @@ class Pipeline(ABC):
                 if i in bad:
                     result.dead.append((record, bad[i]))
                     continue
-                score, detection = self.detection(event, outputs[i], detector, label, processed_at)
+                score, boxes = self.scored(outputs[i])
                 result.outcomes["inferred"] += 1
                 self.summaries.scored(event.site, event.source, score, detector.ref)
-                if detection is not None:
-                    result.detections.append(detection)
+                if score >= detector.report_threshold:
+                    result.detections.append(Detection(
+                        site=event.site, source=event.source, modality=self.MODALITY, label=label, score=score,
+                        boxes=boxes, model=detector.ref, input_event_id=event.id, input_seq=event.seq,
+                        captured_at=event.time, processed_at=processed_at))
         result.outcomes["dead_lettered"] = len(result.dead)
         return result
 

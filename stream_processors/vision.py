@@ -13,15 +13,14 @@ from __future__ import annotations
 import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 from typing import ClassVar, Literal
 
 from pydantic import Field
 
 from detectors.imaging import ImageDecodeError
 from detectors.registry import ModelSlot
-from detectors.vision import VisionDetector, VisionDetectorConfig
-from skysentry.messages import ContractError, Detection, FrameEvent, decode_frame, utcnow
+from detectors.vision import VisionDetector, VisionDetectorConfig, VisionResult
+from skysentry.messages import ContractError, FrameEvent, decode_frame, utcnow
 from stream_processors.core import BatchResult, InputRecord, Pipeline, Prepared, ProcessorConfig
 from stream_processors.gates import MotionGate, MotionGateSettings, thumbnail
 
@@ -96,13 +95,8 @@ class VisionPipeline(Pipeline):
     def run_model(self, detector: VisionDetector, inputs: list) -> list:
         return detector.infer(inputs)
 
-    def detection(self, event: FrameEvent, output, detector: VisionDetector, label: str, processed_at: datetime):
-        if output.score < detector.report_threshold:
-            return output.score, None
-        return output.score, Detection(
-            site=event.site, source=event.source, modality="vision", label=label, score=output.score,
-            boxes=output.boxes, model=detector.ref, input_event_id=event.id, input_seq=event.seq,
-            captured_at=event.time, processed_at=processed_at)
+    def scored(self, output: VisionResult) -> tuple[float, list]:
+        return output.score, output.boxes
 
     async def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
