@@ -252,14 +252,10 @@ async def run_pipeline(settings: Settings, receiver: RecordingReceiver, workdir:
     secret = secrets.token_hex(16)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SKYSENTRY_")}
     env.update({WEBHOOK_SECRET_ENV: secret, TWILIO_TOKEN_ENV: secret, "PYTHONUNBUFFERED": "1"})
-    services = {
-        "vision": ServiceProcess("vision processor", ["stream_processors", "vision"], config, env=env,
-                                 log_path=workdir / "vision.log", cwd=ROOT),
-        "audio": ServiceProcess("audio processor", ["stream_processors", "audio"], config, env=env,
-                                log_path=workdir / "audio.log", cwd=ROOT),
-        "alerting": ServiceProcess("alerting", ["alerting", "run"], config, env=env, log_path=workdir / "alerting.log",
-                                   cwd=ROOT),
-    }
+    services = {key: ServiceProcess(name, args, config, env=env, log_path=workdir / f"{key}.log", cwd=ROOT)
+                for key, name, args in (("vision", "vision processor", ["stream_processors", "vision"]),
+                                        ("audio", "audio processor", ["stream_processors", "audio"]),
+                                        ("alerting", "alerting", ["alerting", "run"]))}
     camera = CameraProducer(settings.camera, settings.kafka, settings.topics)
     mic = MicrophoneProducer(settings.mic, settings.kafka, settings.topics)
     t0 = time.monotonic()
