@@ -73,25 +73,13 @@ def _block(c_in: int, c_out: int, convs: int = 2) -> nn.Sequential:
     return nn.Sequential(*layers, nn.MaxPool2d(2))
 
 
-class AudioNet(nn.Module):
-    """PCM ``int16 [B, 16000]`` → drone probability ``[B]`` (or the logit with ``logits=True``).
+class _LogMelClassifier(nn.Module):
+    """What both audio models share: the log-mel front-end, SpecAugment (time and frequency
+    masks, in training mode only, so it never reaches the exported graph), BatchNorm, the
+    model's :meth:`trunk`, mean + max pooling and one logit."""
 
-    SpecAugment (time and frequency masks) runs in training mode only, so it never reaches
-    the exported graph.
-    """
-
-    def __init__(self, width: int = 12, n_mels: int = 48, hop: int = 256, dropout: float = 0.3,
-                 spec_augment: float = 1.0, n_fft: int = 512):
-        super().__init__()
-        self.config = {"width": width, "n_mels": n_mels, "hop": hop, "dropout": dropout, "spec_augment": spec_augment,
-                       "n_fft": n_fft}
-        self.spec_augment = spec_augment  # mask-size scale (0: off); training only
-        self.frontend = LogMel(n_fft=n_fft, n_mels=n_mels, hop=hop)
-        self.norm = nn.BatchNorm2d(1)
-        w = width
-        self.features = nn.Sequential(_block(1, w, 1), _block(w, 2 * w), _block(2 * w, 4 * w), _block(4 * w, 8 * w))
-        self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(16 * w, 1)
+    def trunk(self, s: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
 
     def _spec_augment(self, s: torch.Tensor) -> torch.Tensor:
         b, _, m, t = s.shape
@@ -109,15 +97,36 @@ class AudioNet(nn.Module):
 
     def forward(self, pcm: torch.Tensor, logits: bool = False) -> torch.Tensor:
         s = self.frontend(pcm)
-        if self.training:
-            s = self._spec_augment(s) if self.spec_augment > 0 else s
-        h = self.features(self.norm(s))
+        if self.training and self.spec_augment > 0:
+            s = self._spec_augment(s)
+        h = self.trunk(self.norm(s))
         h = torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1)
         logit = self.fc(self.dropout(h)).squeeze(1)
         return logit if logits else torch.sigmoid(logit)
 
 
-class AudioEffNet(nn.Module):
+class AudioNet(_LogMelClassifier):
+    """PCM ``int16 [B, 16000]`` → drone probability ``[B]`` (or the logit with ``logits=True``),
+    through a small CNN trained from scratch."""
+
+    def __init__(self, width: int = 12, n_mels: int = 48, hop: int = 256, dropout: float = 0.3,
+                 spec_augment: float = 1.0, n_fft: int = 512):
+        super().__init__()
+        self.config = {"width": width, "n_mels": n_mels, "hop": hop, "dropout": dropout, "spec_augment": spec_augment,
+                       "n_fft": n_fft}
+        self.spec_augment = spec_augment  # mask-size scale (0: off); training only
+        self.frontend = LogMel(n_fft=n_fft, n_mels=n_mels, hop=hop)
+        self.norm = nn.BatchNorm2d(1)
+        w = width
+        self.features = nn.Sequential(_block(1, w, 1), _block(w, 2 * w), _block(2 * w, 4 * w), _block(4 * w, 8 * w))
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(16 * w, 1)
+
+    def trunk(self, s: torch.Tensor) -> torch.Tensor:
+        return self.features(s)
+
+
+class AudioEffNet(_LogMelClassifier):
     """PCM ``int16 [B, 16000]`` → drone probability ``[B]``, over an ImageNet-pretrained trunk.
 
     The log-mel image goes through the stem and the first ``blocks`` MBConv blocks of
@@ -138,28 +147,20 @@ class AudioEffNet(nn.Module):
         self.spec_augment = spec_augment
         self.frontend = LogMel(n_fft=n_fft, n_mels=n_mels, hop=hop)
         self.norm = nn.BatchNorm2d(1)
-        trunk = EfficientNetLite0()
+        net = EfficientNetLite0()
         if pretrained:
-            trunk.load_pretrained()
-        stem = trunk.stem
+            net.load_pretrained()
+        stem = net.stem
         conv = stem[1]
         mono = nn.Conv2d(1, conv.out_channels, conv.kernel_size, conv.stride, bias=False)
         mono.weight.data.copy_(conv.weight.data.sum(dim=1, keepdim=True))
         stem[1] = mono
         self.stem = stem
-        self.blocks = nn.Sequential(*trunk.blocks[:blocks])
+        self.blocks = nn.Sequential(*net.blocks[:blocks])
         channels = [out for repeats, *_, out in STAGES for _ in range(repeats)]
         c = channels[blocks - 1]
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(2 * c, 1)
 
-    _spec_augment = AudioNet._spec_augment
-
-    def forward(self, pcm: torch.Tensor, logits: bool = False) -> torch.Tensor:
-        s = self.frontend(pcm)
-        if self.training and self.spec_augment > 0:
-            s = self._spec_augment(s)
-        h = self.blocks(self.stem(self.norm(s)))
-        h = torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1)
-        logit = self.fc(self.dropout(h)).squeeze(1)
-        return logit if logits else torch.sigmoid(logit)
+    def trunk(self, s: torch.Tensor) -> torch.Tensor:
+        return self.blocks(self.stem(s))

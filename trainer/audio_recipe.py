@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-DEFAULT_SEED = 1337
+from trainer.data import DEFAULT_SEED
 
 
 @dataclass
@@ -53,6 +53,7 @@ class FitOutcome:
     model: object
     report_at: float
     threshold_cap: float
+    threshold_on: str  # which validation windows chose report_at: "all" | "real"
     best_epoch: int
     history: list[dict] = field(default_factory=list)
 
@@ -205,37 +206,6 @@ def fit_windows(x_tr: np.ndarray, y_tr: np.ndarray, x_va: np.ndarray, y_va: np.n
     res = fit(model, model.parameters(), batches, steps, loss_fn, validate, "score", run_dir,
               FitConfig(epochs=r.epochs, lr=r.lr, weight_decay=r.weight_decay, patience=r.patience, seed=r.seed),
               resume=resume, title=title)
-    at, hi, _ = report_threshold(y_va, predict(model, x_va, device), is_real, r)
-    return FitOutcome(model, at, hi, res.best_epoch, res.history)
+    at, hi, on = report_threshold(y_va, predict(model, x_va, device), is_real, r)
+    return FitOutcome(model, at, hi, on, res.best_epoch, res.history)
 
-
-def synthetic_windows(n_clips: int, cache: Path | None, seed0: int = 10_000,
-                      seconds: float = 8.0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Synthetic rotor-over-outdoor-noise windows (hop 0.5 s) per split, cached; a clip's seed
-    decides its split. One clip in four is background only."""
-    from trainer.audio_io import WINDOW, windows
-    from trainer.data import split_of
-
-    path = Path(cache) / f"audio-synthetic-{n_clips}-{seed0}-{seconds}.npz" if cache else None
-    if path is not None and path.is_file():
-        z = np.load(path)
-        return {s: (z[f"x_{s}"], z[f"y_{s}"]) for s in ("train", "val", "test")}
-    from trainer.synthetic import synthetic_module
-
-    syn = synthetic_module()
-    out: dict[str, tuple[list, list]] = {s: ([], []) for s in ("train", "val", "test")}
-    rng = np.random.default_rng(seed0)
-    for k in range(n_clips):
-        seed = seed0 + k
-        intervals = [] if k % 4 == 3 else None
-        a = syn.synthetic_audio(seconds, snr_db=float(rng.uniform(-5, 15)), seed=seed, drone_intervals=intervals)
-        labels = a.window_labels(1.0, 0.5)
-        w = windows(a.pcm, WINDOW, WINDOW // 2)[: len(labels)]
-        xs, ys = out[split_of(f"synthetic-audio-{seed}")]
-        xs.append(w)
-        ys.append(np.asarray(labels, bool))
-    arrays = {s: (np.concatenate(v[0]) if v[0] else np.zeros((0, WINDOW), np.int16),
-                  np.concatenate(v[1]) if v[1] else np.zeros(0, bool)) for s, v in out.items()}
-    if path is not None:
-        np.savez(path, **{f"x_{s}": a[0] for s, a in arrays.items()}, **{f"y_{s}": a[1] for s, a in arrays.items()})
-    return arrays

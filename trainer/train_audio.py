@@ -25,8 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from trainer.audio_io import WINDOW, read_audio, windows
-from trainer.audio_recipe import Augmenter, Recipe, fit_windows  # noqa: F401  (Augmenter: re-exported)
-from trainer.audio_recipe import synthetic_windows as _synthetic_windows
+from trainer.audio_recipe import Recipe, fit_windows
 from trainer.common import (TrainOutcome, cache_dir, measure_held_out, new_version, provenance,
                             synthetic_provenance)
 from trainer.data import DEFAULT_SEED, Item, data_digest, item_digest_entries, list_items, split_of
@@ -56,8 +55,30 @@ def load_windows(items: list[Item], tag: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def synthetic_windows(n_clips: int, seed0: int = 10_000, seconds: float = 8.0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Synthetic rotor-over-outdoor-noise windows (hop 0.5 s) per split, cached."""
-    return _synthetic_windows(n_clips, cache_dir(), seed0, seconds)
+    """Synthetic rotor-over-outdoor-noise windows (hop 0.5 s) per split, cached; a clip's seed
+    decides its split. One clip in four is background only."""
+    path = cache_dir() / f"audio-synthetic-{n_clips}-{seed0}-{seconds}.npz"
+    if path.is_file():
+        z = np.load(path)
+        return {s: (z[f"x_{s}"], z[f"y_{s}"]) for s in ("train", "val", "test")}
+    from trainer.synthetic import synthetic_module
+
+    syn = synthetic_module()
+    out: dict[str, tuple[list, list]] = {s: ([], []) for s in ("train", "val", "test")}
+    rng = np.random.default_rng(seed0)
+    for k in range(n_clips):
+        seed = seed0 + k
+        intervals = [] if k % 4 == 3 else None
+        a = syn.synthetic_audio(seconds, snr_db=float(rng.uniform(-5, 15)), seed=seed, drone_intervals=intervals)
+        labels = a.window_labels(1.0, 0.5)
+        w = windows(a.pcm, WINDOW, WINDOW // 2)[: len(labels)]
+        xs, ys = out[split_of(f"synthetic-audio-{seed}")]
+        xs.append(w)
+        ys.append(np.asarray(labels, bool))
+    arrays = {s: (np.concatenate(v[0]) if v[0] else np.zeros((0, WINDOW), np.int16),
+                  np.concatenate(v[1]) if v[1] else np.zeros(0, bool)) for s, v in out.items()}
+    np.savez(path, **{f"x_{s}": a[0] for s, a in arrays.items()}, **{f"y_{s}": a[1] for s, a in arrays.items()})
+    return arrays
 
 
 def _drowned(it: Item) -> bool:
@@ -159,8 +180,7 @@ def train_audio(data: list[Path], out: Path = Path("models"), *, epochs: int = 1
     # ---- training, checkpoint and report threshold on the validation windows ------------------
     fitted = fit_windows(x_tr, y_tr, x_va, y_va, is_real, rec, run_dir, resume=resume, title=name)
     model, report_at = fitted.model, fitted.report_at
-    on = rec.threshold_on or ("real" if rec.select_on.startswith("real") else "all")
-    console.print(f"report threshold {report_at:.2f} (best F1 on the {on} validation windows, at most "
+    console.print(f"report threshold {report_at:.2f} (best F1 on the {fitted.threshold_on} validation windows, at most "
                   f"{fitted.threshold_cap:.2f})")
 
     # ---- export + parity --------------------------------------------------------------------
