@@ -60,7 +60,9 @@ async def test_frame_in_detection_out_with_lineage_dlq_and_stale(stack, toy_mode
                           [r[:3] for r in (*stale, negative, *positive)])
             wanted = {r[3].id for r in positive}
             await out.wait_for(lambda o: wanted <= set(o.input_ids()) and len(o.dead) >= 3, 30, "detections + DLQ")
-            await out.wait_for(lambda o: sum(x.skipped for x in o.summaries) >= 3, 10, "skip counts in summaries")
+            await out.wait_for(lambda o: sum(x.skipped for x in o.summaries) >= 3
+                               and sum(x.windows for x in o.summaries if x.source == "cam-0") >= 4,
+                               10, "skip and window counts in summaries")
         total = len(malformed) + len(stale) + 1 + len(positive)
         assert await committed(s, s.vision_processor.group_id) == total  # every record handled and committed
 
@@ -104,7 +106,8 @@ async def test_audio_window_in_detection_out(stack, toy_models, run_processor):
             await publish(s.kafka, s.topics.audio, [truncated] + [r[:3] for r in (*loud, quiet)])
             wanted = {r[3].id for r in loud}
             await out.wait_for(lambda o: wanted <= set(o.input_ids()) and o.dead, 30, "audio detections")
-            await out.wait_for(lambda o: any(x.source == "mic-1" for x in o.summaries), 10, "summary")
+            await out.wait_for(lambda o: sum(x.windows for x in o.summaries if x.source == "mic-1") >= 5, 10,
+                               "every mic-1 window in the summaries")
     assert set(out.out.input_ids()) == wanted
     d = out.out.detections[0]
     assert d.modality == "audio" and d.model.name == "toy-audio" and d.boxes == []
