@@ -5,12 +5,18 @@ the batch, and ``observe`` ignores a detection it has seen, so a replay after a 
 rebalance changes nothing. Records that are not readable detections go to
 ``detections.dlq`` with the reason; score summaries (the other event type on the topic) are
 read and skipped. A rebalance waits for the batch in hand to be applied and committed.
+
+After each poll the consumer also reports, per partition it owns, up to when it has observed
+what was written there (now, when it has read up to the partition's end; otherwise the write
+time of the last record read): the watermark that resolving an alert waits for, so a restart,
+a rebalance or a backlog can never make an alert resolve while its detections sit unread.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 
@@ -25,6 +31,8 @@ from skysentry.logs import kv
 from skysentry.messages import ContractError, Detection, ScoreSummary, decode_structured
 
 log = logging.getLogger(__name__)
+
+WATERMARK_EVERY_S = 0.5  # how often the observed-up-to marks go to Redis
 
 
 class _WaitForBatch(ConsumerRebalanceListener):
@@ -56,6 +64,7 @@ class DetectionConsumer:
         self.on_new_alert = on_new_alert
         self.lock = asyncio.Lock()
         self.listener = _WaitForBatch(self.lock)
+        self._marked_at = 0.0
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -66,6 +75,7 @@ class DetectionConsumer:
                 await asyncio.sleep(1.0)
                 continue
             if not batch:
+                await self.mark_watermarks({})
                 continue
             async with self.lock:
                 try:
@@ -85,6 +95,33 @@ class DetectionConsumer:
                                 "detections are deduplicated)")
                 except KafkaError:
                     log.exception("offset commit failed; these detections may be replayed (harmless)")
+                await self.mark_watermarks(batch)
+        await self.mark_watermarks({}, final=True)
+
+    async def mark_watermarks(self, batch: dict, *, final: bool = False) -> None:
+        """Report how far each owned partition has been observed (at most every
+        ``WATERMARK_EVERY_S``, and once more when stopping); ``batch`` holds the records just
+        applied. A failure only delays resolves, so it is logged and the next poll tries again."""
+        if not final and time.monotonic() - self._marked_at < WATERMARK_EVERY_S:
+            return
+        now_ms = time.time() * 1000
+        ages: dict[int, float] = {}
+        partitions = 0
+        try:
+            for tp in self.consumer.assignment():
+                high, polled = self.consumer.highwater(tp), self.consumer.last_poll_timestamp(tp)
+                if high is None or polled is None:  # not fetched yet
+                    continue
+                partitions = len(self.consumer.partitions_for_topic(tp.topic) or ())
+                if await self.consumer.position(tp) >= high:  # read to the end, as of the last fetch
+                    ages[tp.partition] = now_ms - polled
+                elif batch.get(tp) and batch[tp][-1].timestamp >= 0:  # behind: up to the last record read
+                    ages[tp.partition] = now_ms - batch[tp][-1].timestamp
+            if ages:  # (none before the first fetch of a partition: try again next poll)
+                await self.state.advance_watermarks(partitions, ages)
+                self._marked_at = time.monotonic()
+        except Exception as exc:  # noqa: BLE001 - a rebalance mid-way or Redis away: next poll
+            log.warning("watermark not reported: %s", exc)
 
     async def process(self, records) -> list[Observation]:
         detections: list[Detection] = []

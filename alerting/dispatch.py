@@ -65,7 +65,9 @@ class Dispatcher:
                 silenced = silence.id if silence else None
                 if not silenced and self.inhibitor.targets_possible(snap):
                     inhibited = self.inhibitor.inhibited_by(snap, await self.state.site_alerts(snap.site))
-            decision = evaluate(snap, now, self.router, self.timing, silenced_by=silenced, inhibited_by=inhibited)
+            watermark = await self.state.watermark_ms() if snap.status == "firing" else None
+            decision = evaluate(snap, now, self.router, self.timing, silenced_by=silenced, inhibited_by=inhibited,
+                                watermark_ms=watermark)
             notifications = self.notifications(snap, decision, now)
             entries = [(n.channel, n.idempotency_key, n.model_dump_json()) for n in notifications]
             if await self.state.commit(fp, snap.version, updates=decision.updates, outbox=entries,
@@ -111,6 +113,8 @@ class Dispatcher:
         return out
 
     def _account(self, snap: AlertSnapshot, decision: Decision, notifications: list[Notification]) -> None:
+        if decision.resolve_deferred:
+            metrics.RESOLVES_DEFERRED.inc()
         for p in decision.planned:
             if p.route is None:
                 metrics.ALERT_EVENTS.labels(p.event).inc()

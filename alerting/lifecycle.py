@@ -5,6 +5,10 @@ whether the alert is muted, what is due now and when to look again.
        │  ──(repeat_interval per route, or at once when the severity rises)──▶ repeat
        └──(resolve_after without detections)──▶ resolved (to routes that heard "firing")
 
+"Without detections" means none was *written* in that time, not merely none read: while the
+detections up to the resolve time may still be unread (a consumer restarting, a rebalance, a
+backlog), the resolve waits for the watermark (:meth:`alerting.state.AlertState.watermark_ms`).
+
 Kept free of I/O so the rules can be tested exhaustively; :mod:`alerting.dispatch` reads the
 alert, calls :func:`evaluate`, and commits the result atomically.
 
@@ -39,6 +43,7 @@ class Decision:
     planned: list[Planned] = field(default_factory=list)
     next_tick_ms: int | None = None
     resolve: bool = False
+    resolve_deferred: bool = False  # due, but detections up to the resolve time may be unread
     muted: list[tuple[str, str]] = field(default_factory=list)  # (route id, why)
 
 
@@ -46,6 +51,7 @@ class Decision:
 class Timing:
     resolve_after_ms: int
     mute_recheck_ms: int
+    watermark_recheck_ms: int = 500
 
 
 def _ms(seconds: float) -> int:
@@ -58,7 +64,10 @@ def sent_routes(a: AlertSnapshot) -> list[str]:
 
 
 def evaluate(a: AlertSnapshot, now: int, router: Router, timing: Timing, *,
-             silenced_by: str | None = None, inhibited_by: str | None = None) -> Decision:
+             silenced_by: str | None = None, inhibited_by: str | None = None,
+             watermark_ms: int | None = None) -> Decision:
+    """``watermark_ms``: every detection written before it has been observed (None: unknown,
+    no consumer has reported yet; the resolve then goes by the clock alone)."""
     if a.status != "firing":
         return Decision()
     raw = a.raw
@@ -67,7 +76,8 @@ def evaluate(a: AlertSnapshot, now: int, router: Router, timing: Timing, *,
     created = a.ms("created_ms") or now
     resolve_at = (a.ms("last_obs_ms") or now) + timing.resolve_after_ms
 
-    if now >= resolve_at:
+    unread = watermark_ms is not None and watermark_ms < resolve_at
+    if now >= resolve_at and not unread:
         d.resolve = True
         d.updates.update(status="resolved", ends_ms=now)
         kseq = int(raw.get("k:seq", 0))
@@ -87,6 +97,9 @@ def evaluate(a: AlertSnapshot, now: int, router: Router, timing: Timing, *,
         return d
 
     next_due = resolve_at
+    if now >= resolve_at:  # and a detection that would keep it firing may still be unread
+        d.resolve_deferred = True
+        next_due = now + timing.watermark_recheck_ms
     root = router.root
 
     # The alerts topic: every alert, never muted, on the root's timing.

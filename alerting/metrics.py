@@ -12,6 +12,8 @@ INVALID = Counter("skysentry_alerting_invalid_records", "Records on `detections`
 DEDUP_HITS = Counter("skysentry_alerting_dedup_hits", "Detections that did not make a new alert",
                      ["reason"])  # replay (seen before) | active_alert (absorbed by a firing alert)
 ALERTS_FIRING = Gauge("skysentry_alerting_alerts_firing", "Alerts firing now (all replicas)")
+RESOLVES_DEFERRED = Counter("skysentry_alerting_resolves_deferred", "Resolve checks put off because detections "
+                            "up to the resolve time were not all read yet (consumer lag, restart, rebalance)")
 ALERT_EVENTS = Counter("skysentry_alerting_alert_events", "Lifecycle events decided", ["event"])
 SUPPRESSED = Counter("skysentry_alerting_notifications_suppressed", "Notifications held back",
                      ["reason"])  # silenced | inhibited

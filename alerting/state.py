@@ -22,6 +22,9 @@ declare, which standalone Redis (the supported deployment) allows; on Redis Clus
     P:site:<site>   ZSET  active alerts of a site by last capture time (corroboration, inhibition)
     P:firing        ZSET  active alerts by creation time
     P:timers        ZSET  alert fingerprints by the time they next need a look
+    P:wm            HASH  partition of ``detections`` → the time (ms) up to which what was written
+                          to it has been observed; the least of them is the watermark that a
+                          resolve waits for
     P:ob:*, P:obq:* the outbox (alerting/outbox.py)
 
 ``sfp`` and ``fp`` are both fingerprints of (site, source, label); an alert keeps the
@@ -250,6 +253,22 @@ end
 return 1
 """
 
+WATERMARKS = _TIME + r"""
+-- KEYS[1]: the watermark hash. ARGV[1]: how many partitions the topic has; then pairs
+-- (partition, age_ms): what was written to that partition more than age_ms ago has been
+-- observed. A mark only moves forward (a replay after a rebalance does not undo it); marks of
+-- partitions the topic no longer has are dropped.
+for i = 2, #ARGV, 2 do
+  local mark = now - tonumber(ARGV[i + 1])
+  if mark > tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '0') then redis.call('HSET', KEYS[1], ARGV[i], mark) end
+end
+local n = tonumber(ARGV[1])
+for _, p in ipairs(redis.call('HKEYS', KEYS[1])) do
+  if tonumber(p) >= n then redis.call('HDEL', KEYS[1], p) end
+end
+return 1
+"""
+
 
 def fingerprint(site: str, source: str, label: str) -> str:
     """Stable id of (site, source, label): 16 hex digits."""
@@ -347,6 +366,7 @@ class AlertState:
         self._observe = redis.register_script(OBSERVE)
         self._claim = redis.register_script(CLAIM)
         self._commit = redis.register_script(COMMIT)
+        self._watermarks = redis.register_script(WATERMARKS)
 
     def key(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
@@ -427,6 +447,23 @@ class AlertState:
         for entry in outbox:
             args += list(entry)
         return bool(await self._commit(args=args))
+
+    # ---------------------------------------------------------------- watermark
+
+    async def advance_watermarks(self, partitions: int, ages_ms: dict[int, float]) -> None:
+        """Partition ``p`` of ``detections`` (which has ``partitions``) has been observed up to
+        ``ages_ms[p]`` ago. Ages rather than times, so the marks are in Redis's clock, as is
+        the time an alert last saw a detection."""
+        args: list = [partitions]
+        for p, age in ages_ms.items():
+            args += [p, max(0, int(age))]
+        await self._watermarks(keys=[self.key("wm")], args=args)
+
+    async def watermark_ms(self) -> int | None:
+        """Every detection written before this time (ms) has been observed; None until a
+        consumer has reported."""
+        marks = await self.redis.hvals(self.key("wm"))
+        return min(int(m) for m in marks) if marks else None
 
     # ---------------------------------------------------------------- reads
 

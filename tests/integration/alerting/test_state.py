@@ -83,6 +83,21 @@ async def test_commit_is_compare_and_set(redis, settings, kit):
     assert await redis.zcard(f"{settings.key_prefix}:obq:hook") == 1
 
 
+async def test_watermark_is_the_least_partition_mark_and_only_moves_forward(redis, settings):
+    state = AlertState(redis, settings)
+    assert await state.watermark_ms() is None  # no consumer has reported
+    now = await state.now_ms()
+    await state.advance_watermarks(3, {0: 1000, 1: 5000, 2: 0})
+    assert abs(await state.watermark_ms() - (now - 5000)) < 1000  # partition 1 is the furthest behind
+    await state.advance_watermarks(3, {1: 60_000})  # a replay after a rebalance: no step back
+    assert abs(await state.watermark_ms() - (now - 5000)) < 1000
+    await state.advance_watermarks(3, {1: 0})
+    assert abs(await state.watermark_ms() - (now - 1000)) < 1000  # now partition 0 is
+    await state.advance_watermarks(2, {0: 0, 1: 0})  # the topic has two partitions now: 2 is dropped
+    assert sorted(await redis.hkeys(f"{settings.key_prefix}:wm")) == ["0", "1"]
+    assert await state.watermark_ms() >= now
+
+
 async def test_outbox_claims_are_exclusive_and_leases_expire(redis, settings):
     state = AlertState(redis, settings)
     await redis.hset(f"{settings.key_prefix}:alert:x", mapping={"version": "1", "fp": "x", "site": "s"})

@@ -177,6 +177,21 @@ def test_group_wait_then_one_firing_then_repeat_then_resolved():
     assert d.updates["status"] == "resolved" and d.next_tick_ms is None
 
 
+def test_resolve_waits_until_the_detections_up_to_the_resolve_time_are_read():
+    r = simple_router(repeat=60)
+    a = apply(snap(), evaluate(snap(), 2000, r, T))
+    a.raw["last_obs_ms"] = "9000"  # resolve due at 14000
+    # the consumers have observed only what was written before 12000: a detection may be unread
+    d = evaluate(a, 14000, r, T, watermark_ms=12000)
+    assert not d.resolve and d.resolve_deferred and d.planned == [] and "status" not in d.updates
+    assert d.next_tick_ms == 14000 + T.watermark_recheck_ms
+    d = evaluate(a, 14500, r, T, watermark_ms=14000)
+    assert d.resolve and not d.resolve_deferred and {p.event for p in d.planned} == {"resolved"}
+    # a watermark alone never resolves early, and without one the clock decides
+    assert not evaluate(a, 13000, r, T, watermark_ms=13000).resolve
+    assert evaluate(a, 14000, r, T).resolve
+
+
 def test_resolved_goes_only_to_routes_that_heard_firing():
     r = simple_router(group_wait=10)
     d = evaluate(snap(), 7000, r, T)  # resolved before group_wait ended: nobody heard of it
