@@ -30,7 +30,8 @@ system-deps: ## redis-server and libportaudio2 from Debian, when missing
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,train]'
+	@# torch's CUDA wheels are ~0.5 GB each: resume an interrupted download rather than fail the setup
+	$(PY) -m pip install -q --retries 10 --resume-retries 20 -e '.[dev,train]'
 	@rm -f $(VENV)/.installed-*; touch $@
 
 test: setup ## the whole suite: unit, integration (real Kafka + Redis), end-to-end
