@@ -230,7 +230,8 @@ def test_channel(name: Annotated[str, typer.Argument(help="A channel name from a
 
 @app.command()
 def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
-    """Firing alerts, outbox depth per channel, dead letters and silences (from Redis)."""
+    """Firing alerts, how far detections have been read, outbox depth per channel, dead letters
+    and silences (from Redis)."""
     from alerting.outbox import Outbox
     from alerting.silences import SilenceStore
     from alerting.state import AlertState
@@ -244,8 +245,11 @@ def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
             state = AlertState(redis, a)
             outbox = Outbox(redis, a.key_prefix)
             firing = await state.firing()
+            watermark, now = await state.watermark_ms(), await state.now_ms()
             return {
                 "key_prefix": a.key_prefix,
+                "detections_read_up_to": _iso_ms(watermark),
+                "read_lag_s": round((now - watermark) / 1000, 1) if watermark is not None else None,
                 "firing": [{"fingerprint": s.fp, "site": s.site, "sources": s.sources, "label": s.label,
                             "severity": s.severity, "modalities": s.modalities, "max_score": s.max_score,
                             "since": _iso_ms(s.ms("starts_ms")), "last_seen": _iso_ms(s.ms("last_seen_ms"))}
@@ -278,6 +282,11 @@ def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
         table.add_row(f["fingerprint"], f["site"], ", ".join(f["sources"]), f["severity"],
                       "+".join(f["modalities"]), f"{f['max_score']:.2f}", f["since"] or "", f["last_seen"] or "")
     console.print(table)
+    if doc["read_lag_s"] is None:
+        console.print("detections read: no consumer has reported yet", highlight=False)
+    else:  # a resolve waits until what was written before its time has been read
+        console.print(f"detections read up to {doc['detections_read_up_to']} ({doc['read_lag_s']:g} s ago)",
+                      highlight=False)
     queue = ", ".join(f"{k}: {v}" for k, v in doc["outbox"].items()) or "empty"
     console.print(f"outbox: {queue}", highlight=False)
     console.print(f"dead letters: {doc['dead_letters']}", highlight=False)

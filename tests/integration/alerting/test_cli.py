@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 
 import pytest
 import yaml
@@ -61,14 +63,35 @@ def test_test_channel_sends_one_signed_notification_and_reports_failures(cli_env
     assert missing.exit_code == 2 and "hook" in missing.output
 
 
-def test_status_reports_state(cli_env):
+def test_status_reports_state(cli_env, stack, uid):
     runner.invoke(app, ["silence", "add", "site=east", "-d", "5m"])
     out = runner.invoke(app, ["status", "--json"])
     assert out.exit_code == 0, out.output
     doc = json.loads(out.output)
     assert doc["firing"] == [] and doc["dead_letters"] == 0 and len(doc["silences"]) == 1
     assert doc["channels"] == {"hook": "webhook", "slack": "slack"}
-    assert "alert(s) firing" in runner.invoke(app, ["status"]).output
+    assert doc["detections_read_up_to"] is None and doc["read_lag_s"] is None
+    text = runner.invoke(app, ["status"]).output
+    assert "alert(s) firing" in text and "no consumer has reported yet" in text
+
+    asyncio.run(_report_read(stack.redis_url, f"test:{uid}", {0: 2_000, 1: 45_000}))  # partition 1 lags
+    doc = json.loads(runner.invoke(app, ["status", "--json"]).output)
+    assert 45 <= doc["read_lag_s"] < 60 and doc["detections_read_up_to"].endswith("Z")
+    text = runner.invoke(app, ["status"]).output
+    assert re.search(r"detections read up to \S+Z \((4[5-9]|5\d)(\.\d)? s ago\)", text), text
+
+
+async def _report_read(redis_url: str, prefix: str, ages_ms: dict[int, int]) -> None:
+    import redis.asyncio as aioredis
+
+    from alerting.config import AlertingSettings
+    from alerting.state import AlertState
+
+    client = aioredis.from_url(redis_url, decode_responses=True)
+    try:
+        await AlertState(client, AlertingSettings(key_prefix=prefix)).advance_watermarks(2, ages_ms)
+    finally:
+        await client.aclose()
 
 
 def test_invalid_config_says_what_is_wrong(cli_env, tmp_path, monkeypatch):
