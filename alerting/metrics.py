@@ -14,6 +14,8 @@ DEDUP_HITS = Counter("skysentry_alerting_dedup_hits", "Detections that did not m
 ALERTS_FIRING = Gauge("skysentry_alerting_alerts_firing", "Alerts firing now (all replicas)")
 RESOLVES_DEFERRED = Counter("skysentry_alerting_resolves_deferred", "Resolve checks put off because detections "
                             "up to the resolve time were not all read yet (consumer lag, restart, rebalance)")
+READ_LAG = Gauge("skysentry_alerting_read_lag_seconds", "Now minus the watermark: detections written since then "
+                 "may not be read yet, and resolves wait for them")
 ALERT_EVENTS = Counter("skysentry_alerting_alert_events", "Lifecycle events decided", ["event"])
 SUPPRESSED = Counter("skysentry_alerting_notifications_suppressed", "Notifications held back",
                      ["reason"])  # silenced | inhibited

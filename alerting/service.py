@@ -178,6 +178,9 @@ class AlertingService:
         while not stop.is_set():
             try:
                 metrics.ALERTS_FIRING.set(await state.firing_count())
+                watermark = await state.watermark_ms()
+                if watermark is not None:
+                    metrics.READ_LAG.set((await state.now_ms() - watermark) / 1000)
                 for channel, depth in (await outbox.depth()).items():
                     metrics.OUTBOX_DEPTH.labels(channel).set(depth)
             except Exception:

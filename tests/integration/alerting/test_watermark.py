@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from prometheus_client import REGISTRY
 
 from alerting.state import fingerprint
 
@@ -14,6 +15,7 @@ pytestmark = pytest.mark.integration
 
 async def test_detections_written_while_the_service_was_down_keep_the_alert_firing(make_settings, receiver,
                                                                                    producer, kit, topics, redis):
+    deferred = REGISTRY.get_sample_value("skysentry_alerting_resolves_deferred_total") or 0.0
     settings = make_settings({"hook": {"type": "webhook", "url": receiver.url("/hook")}}, resolve_after=2.0)
     # a drone in view for ~7 s: a detection every 0.2 s
     drone = asyncio.create_task(kit.send_burst(producer, topics.detections, "north", "cam-1", count=35, gap_s=0.2))
@@ -27,8 +29,10 @@ async def test_detections_written_while_the_service_was_down_keep_the_alert_firi
         await drone
         await receiver.await_for(2, "/hook", timeout=20)
         await asyncio.sleep(1.0)  # and nothing after it
+        assert 0 <= REGISTRY.get_sample_value("skysentry_alerting_read_lag_seconds") < 5  # caught up
     events = [r.json()["event"] for r in receiver.requests("/hook")]
     assert events == ["firing", "resolved"]
     alert = await redis.hgetall(f"{settings.alerting.key_prefix}:alert:{fingerprint('north', 'cam-1', 'drone')}")
     assert alert["inc"] == "1"  # one incarnation: it was never resolved and fired again
     assert int(alert["ends_ms"]) - int(alert["last_obs_ms"]) >= 2000
+    assert REGISTRY.get_sample_value("skysentry_alerting_resolves_deferred_total") > deferred  # it did wait
