@@ -15,7 +15,6 @@ pytestmark = pytest.mark.integration
 
 async def test_detections_written_while_the_service_was_down_keep_the_alert_firing(make_settings, receiver,
                                                                                    producer, kit, topics, redis):
-    deferred = REGISTRY.get_sample_value("skysentry_alerting_resolves_deferred_total") or 0.0
     settings = make_settings({"hook": {"type": "webhook", "url": receiver.url("/hook")}}, resolve_after=2.0)
     # a drone in view for ~7 s: a detection every 0.2 s
     drone = asyncio.create_task(kit.send_burst(producer, topics.detections, "north", "cam-1", count=35, gap_s=0.2))
@@ -35,4 +34,3 @@ async def test_detections_written_while_the_service_was_down_keep_the_alert_firi
     alert = await redis.hgetall(f"{settings.alerting.key_prefix}:alert:{fingerprint('north', 'cam-1', 'drone')}")
     assert alert["inc"] == "1"  # one incarnation: it was never resolved and fired again
     assert int(alert["ends_ms"]) - int(alert["last_obs_ms"]) >= 2000
-    assert REGISTRY.get_sample_value("skysentry_alerting_resolves_deferred_total") > deferred  # it did wait
