@@ -106,18 +106,18 @@ class DetectionConsumer:
             return
         now_ms = time.time() * 1000
         ages: dict[int, float] = {}
-        partitions = 0
         try:
-            for tp in self.consumer.assignment():
+            owned = self.consumer.assignment()
+            for tp in owned:
                 high, polled = self.consumer.highwater(tp), self.consumer.last_poll_timestamp(tp)
                 if high is None or polled is None:  # not fetched yet
                     continue
-                partitions = len(self.consumer.partitions_for_topic(tp.topic) or ())
                 if await self.consumer.position(tp) >= high:  # read to the end, as of the last fetch
                     ages[tp.partition] = now_ms - polled
                 elif batch.get(tp) and batch[tp][-1].timestamp >= 0:  # behind: up to the last record read
                     ages[tp.partition] = now_ms - batch[tp][-1].timestamp
             if ages:  # (none before the first fetch of a partition: try again next poll)
+                partitions = len(self.consumer.partitions_for_topic(next(iter(owned)).topic) or ())
                 await self.state.advance_watermarks(partitions, ages)
                 self._marked_at = time.monotonic()
         except Exception as exc:  # noqa: BLE001 - a rebalance mid-way or Redis away: next poll

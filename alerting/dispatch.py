@@ -21,7 +21,7 @@ from alerting.channels.base import Channel
 from alerting.config import AlertingSettings
 from alerting.events import ALERTS_CHANNEL, alert_of
 from alerting.inhibition import Inhibitor
-from alerting.lifecycle import Decision, Timing, evaluate
+from alerting.lifecycle import Decision, Timing, evaluate, resolve_at
 from alerting.notification import Evidence, Notification
 from alerting.routing import Router
 from alerting.silences import SilenceStore
@@ -65,7 +65,9 @@ class Dispatcher:
                 silenced = silence.id if silence else None
                 if not silenced and self.inhibitor.targets_possible(snap):
                     inhibited = self.inhibitor.inhibited_by(snap, await self.state.site_alerts(snap.site))
-            watermark = await self.state.watermark_ms() if snap.status == "firing" else None
+            # the watermark matters only to a resolve that is due: no Redis read on other ticks
+            due = snap.status == "firing" and now >= resolve_at(snap, now, self.timing)
+            watermark = await self.state.watermark_ms() if due else None
             decision = evaluate(snap, now, self.router, self.timing, silenced_by=silenced, inhibited_by=inhibited,
                                 watermark_ms=watermark)
             notifications = self.notifications(snap, decision, now)

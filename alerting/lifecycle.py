@@ -63,6 +63,11 @@ def sent_routes(a: AlertSnapshot) -> list[str]:
     return [k[2:-4] for k, v in a.raw.items() if k.startswith("n:") and k.endswith(":seq") and int(v) > 0]
 
 
+def resolve_at(a: AlertSnapshot, now: int, timing: Timing) -> int:
+    """When the alert resolves unless a detection refreshes it: ``resolve_after`` past its last one."""
+    return (a.ms("last_obs_ms") or now) + timing.resolve_after_ms
+
+
 def evaluate(a: AlertSnapshot, now: int, router: Router, timing: Timing, *,
              silenced_by: str | None = None, inhibited_by: str | None = None,
              watermark_ms: int | None = None) -> Decision:
@@ -74,10 +79,10 @@ def evaluate(a: AlertSnapshot, now: int, router: Router, timing: Timing, *,
     d = Decision()
     sev = SEVERITY_RANK[a.severity]
     created = a.ms("created_ms") or now
-    resolve_at = (a.ms("last_obs_ms") or now) + timing.resolve_after_ms
+    resolve_due = resolve_at(a, now, timing)
 
-    unread = watermark_ms is not None and watermark_ms < resolve_at
-    if now >= resolve_at and not unread:
+    unread = watermark_ms is not None and watermark_ms < resolve_due
+    if now >= resolve_due and not unread:
         d.resolve = True
         d.updates.update(status="resolved", ends_ms=now)
         kseq = int(raw.get("k:seq", 0))
@@ -96,8 +101,8 @@ def evaluate(a: AlertSnapshot, now: int, router: Router, timing: Timing, *,
             d.planned.append(Planned("resolved", route, seq))
         return d
 
-    next_due = resolve_at
-    if now >= resolve_at:  # and a detection that would keep it firing may still be unread
+    next_due = resolve_due
+    if now >= resolve_due:  # and a detection that would keep it firing may still be unread
         d.resolve_deferred = True
         next_due = now + timing.watermark_recheck_ms
     root = router.root

@@ -17,6 +17,7 @@ rotation goes to ``OUT/results.jsonl``.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import os
@@ -34,6 +35,7 @@ def fold_of(group: str) -> int:
     return int.from_bytes(hashlib.sha256(f"cv:{group}".encode()).digest()[:8], "big") % FOLDS
 
 
+@functools.lru_cache(maxsize=1)  # a pool worker runs several rotations: read the data once
 def cv_windows(root: Path, seed: int) -> dict:
     """The train + val windows of ``root`` with their labels, folds and drowned flags."""
     from trainer.data import list_items, split_of

@@ -76,7 +76,15 @@ def _block(c_in: int, c_out: int, convs: int = 2) -> nn.Sequential:
 class _LogMelClassifier(nn.Module):
     """What both audio models share: the log-mel front-end, SpecAugment (time and frequency
     masks, in training mode only, so it never reaches the exported graph), BatchNorm, the
-    model's :meth:`trunk`, mean + max pooling and one logit."""
+    model's :meth:`trunk`, mean + max pooling and one logit (``fc``, sized by the subclass)."""
+
+    def __init__(self, config: dict, *, n_mels: int, hop: int, n_fft: int, dropout: float, spec_augment: float):
+        super().__init__()
+        self.config = config
+        self.spec_augment = spec_augment  # mask-size scale (0: off); training only
+        self.frontend = LogMel(n_fft=n_fft, n_mels=n_mels, hop=hop)
+        self.norm = nn.BatchNorm2d(1)
+        self.dropout = nn.Dropout(dropout)
 
     def trunk(self, s: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -111,15 +119,11 @@ class AudioNet(_LogMelClassifier):
 
     def __init__(self, width: int = 12, n_mels: int = 48, hop: int = 256, dropout: float = 0.3,
                  spec_augment: float = 1.0, n_fft: int = 512):
-        super().__init__()
-        self.config = {"width": width, "n_mels": n_mels, "hop": hop, "dropout": dropout, "spec_augment": spec_augment,
-                       "n_fft": n_fft}
-        self.spec_augment = spec_augment  # mask-size scale (0: off); training only
-        self.frontend = LogMel(n_fft=n_fft, n_mels=n_mels, hop=hop)
-        self.norm = nn.BatchNorm2d(1)
+        super().__init__({"width": width, "n_mels": n_mels, "hop": hop, "dropout": dropout,
+                          "spec_augment": spec_augment, "n_fft": n_fft},
+                         n_mels=n_mels, hop=hop, n_fft=n_fft, dropout=dropout, spec_augment=spec_augment)
         w = width
         self.features = nn.Sequential(_block(1, w, 1), _block(w, 2 * w), _block(2 * w, 4 * w), _block(4 * w, 8 * w))
-        self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(16 * w, 1)
 
     def trunk(self, s: torch.Tensor) -> torch.Tensor:
@@ -139,14 +143,11 @@ class AudioEffNet(_LogMelClassifier):
 
     def __init__(self, n_mels: int = 64, hop: int = 160, n_fft: int = 512, blocks: int = 11, dropout: float = 0.3,
                  spec_augment: float = 1.0, pretrained: bool = True):
-        super().__init__()
+        super().__init__({"arch": "effnet", "n_mels": n_mels, "hop": hop, "n_fft": n_fft, "blocks": blocks,
+                          "dropout": dropout, "spec_augment": spec_augment},
+                         n_mels=n_mels, hop=hop, n_fft=n_fft, dropout=dropout, spec_augment=spec_augment)
         from trainer.vision_model import STAGES, EfficientNetLite0
 
-        self.config = {"arch": "effnet", "n_mels": n_mels, "hop": hop, "n_fft": n_fft, "blocks": blocks,
-                       "dropout": dropout, "spec_augment": spec_augment}
-        self.spec_augment = spec_augment
-        self.frontend = LogMel(n_fft=n_fft, n_mels=n_mels, hop=hop)
-        self.norm = nn.BatchNorm2d(1)
         net = EfficientNetLite0()
         if pretrained:
             net.load_pretrained()
@@ -158,9 +159,7 @@ class AudioEffNet(_LogMelClassifier):
         self.stem = stem
         self.blocks = nn.Sequential(*net.blocks[:blocks])
         channels = [out for repeats, *_, out in STAGES for _ in range(repeats)]
-        c = channels[blocks - 1]
-        self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(2 * c, 1)
+        self.fc = nn.Linear(2 * channels[blocks - 1], 1)
 
     def trunk(self, s: torch.Tensor) -> torch.Tensor:
         return self.blocks(self.stem(s))

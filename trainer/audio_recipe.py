@@ -208,4 +208,3 @@ def fit_windows(x_tr: np.ndarray, y_tr: np.ndarray, x_va: np.ndarray, y_va: np.n
               resume=resume, title=title)
     at, hi, on = report_threshold(y_va, predict(model, x_va, device), is_real, r)
     return FitOutcome(model, at, hi, on, res.best_epoch, res.history)
-

@@ -67,7 +67,7 @@ def engine(rng: np.random.Generator) -> np.ndarray:
     phase = np.cumsum(f) / SR
     pulses = (np.diff(np.floor(phase), prepend=0) > 0).astype(float)
     burst = fft_filter(np.convolve(pulses, np.exp(-np.arange(200) / rng.uniform(10, 60)), mode="same")
-                  * rng.standard_normal(N), SR, lo=80, hi=rng.uniform(800, 4000))
+                       * rng.standard_normal(N), SR, lo=80, hi=rng.uniform(800, 4000))
     rumble = fft_filter(rng.standard_normal(N), SR, hi=rng.uniform(150, 500))
     return unit_rms(tonal) + rng.uniform(0.2, 1.0) * unit_rms(burst) + rng.uniform(0.1, 0.6) * unit_rms(rumble)
 
@@ -136,7 +136,6 @@ def tone(rng: np.random.Generator) -> np.ndarray:
 
 def train(rng: np.random.Generator) -> np.ndarray:
     """Trains: rumble, wheel clacks, squeal or a horn chord."""
-    t = np.arange(N) / SR
     out = unit_rms(fft_filter(rng.standard_normal(N), SR, lo=20, hi=rng.uniform(200, 800)))
     clicks = np.zeros(N)
     period = rng.uniform(0.15, 0.8)
@@ -145,8 +144,8 @@ def train(rng: np.random.Generator) -> np.ndarray:
             i = int((c + d) * SR)
             if i < N:
                 clicks[i] = rng.uniform(0.5, 1)
-    clack = fft_filter(np.convolve(clicks, np.exp(-np.arange(800) / 200) * rng.standard_normal(800), mode="same"), SR,
-                  lo=100, hi=3000)
+    clack = fft_filter(np.convolve(clicks, np.exp(-np.arange(800) / 200) * rng.standard_normal(800), mode="same"),
+                       SR, lo=100, hi=3000)
     out = out + rng.uniform(0.2, 1.2) * unit_rms(clack + 1e-9 * rng.standard_normal(N))
     extra = rng.integers(0, 3)
     if extra == 1:  # horn chord
@@ -186,7 +185,7 @@ def helicopter(rng: np.random.Generator) -> np.ndarray:
     out = unit_rms(slap) + rng.uniform(0.2, 0.8) * unit_rms(fft_filter(rng.standard_normal(N), SR, hi=300))
     if rng.random() < 0.6:
         out = out + rng.uniform(0.05, 0.4) * unit_rms(_harmonics(np.full(N, rate * rng.uniform(4, 7)),
-                                                               np.arange(1, 10) ** -1.0, rng))
+                                                                  np.arange(1, 10) ** -1.0, rng))
     if rng.random() < 0.6:
         out = out + rng.uniform(0.05, 0.3) * np.sin(2 * np.pi * rng.uniform(2000, 6000) * t)
     return out
