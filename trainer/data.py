@@ -9,6 +9,12 @@ group, never by file: :func:`split_of` hashes ``(seed, group)`` into [0, 1) and 
 0.9, so one group always lands in one split, in every dataset that has it (DroneNet and the
 bird/drone set share a few photos under one group name), and adding files never reshuffles
 the others.
+
+A dataset with few groups per class (the field sets: ddd_video has 5-11 groups a class) would
+come out of that cut with whole classes missing from test (seed 1337 puts no bird, airplane or
+helicopter clip of ddd_video in test). :func:`group_splits` therefore splits such a dataset
+*within each class*: the class's groups ordered by the same seeded hash, the first 20 % (at
+least one) to test, the next 15 % (at least one) to val, the rest to train.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ DEFAULT_SEED = 1337
 POSITIVE = "drone"
 AUDIO_EXT = {".wav", ".flac", ".ogg"}
 IMAGE_EXT = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+VIDEO_EXT = {".mp4", ".avi", ".mkv", ".mov"}
+EXTENSIONS = {"audio": AUDIO_EXT, "image": IMAGE_EXT, "video": VIDEO_EXT}
 
 # Shortcut guards for known datasets (shared/data/README.md), keyed by files.csv source_repo.
 # DroneNet images carry a ~22 px "shutterstock.com" footer on every (positive) image.
@@ -51,9 +59,35 @@ class Item:
 
 def split_of(group: str, seed: int = DEFAULT_SEED, fractions: tuple[float, float] = (0.8, 0.9)) -> Split:
     """The split a group belongs to: a seeded hash of the group name cut at 80/90 %."""
-    digest = hashlib.sha256(f"{seed}:{group}".encode()).digest()
-    u = int.from_bytes(digest[:8], "big") / 2**64
+    u = _hash01(group, seed)
     return "train" if u < fractions[0] else "val" if u < fractions[1] else "test"
+
+
+STRATIFY_BELOW = 20  # groups in some class: fewer → split within each class
+STRATIFIED = (0.20, 0.15)  # test, val shares of each class's groups
+
+
+def _hash01(group: str, seed: int) -> float:
+    digest = hashlib.sha256(f"{seed}:{group}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def group_splits(items: Iterable[Item], seed: int = DEFAULT_SEED) -> dict[str, Split]:
+    """The split of every group of one dataset: :func:`split_of`, or, when some class has
+    fewer than ``STRATIFY_BELOW`` groups, a split within each class (module docstring)."""
+    by_class: dict[str, set[str]] = {}
+    for it in items:
+        by_class.setdefault(it.label, set()).add(it.group)
+    if not by_class or min(len(g) for g in by_class.values()) >= STRATIFY_BELOW:
+        return {g: split_of(g, seed) for gs in by_class.values() for g in gs}
+    out: dict[str, Split] = {}
+    for groups in by_class.values():
+        ranked = sorted(groups - out.keys(), key=lambda g: _hash01(g, seed))
+        n_test = max(1, round(STRATIFIED[0] * len(ranked)))
+        n_val = max(1, round(STRATIFIED[1] * len(ranked))) if len(ranked) > 2 else 0
+        for i, g in enumerate(ranked):
+            out[g] = "test" if i < n_test else "val" if i < n_test + n_val else "train"
+    return out
 
 
 def read_files_csv(root: Path) -> dict[str, dict]:
@@ -75,9 +109,9 @@ def dataset_quirks(root: Path) -> dict:
     return out
 
 
-def list_items(root: Path, kind: Literal["audio", "image"], split: Split | None = None,
+def list_items(root: Path, kind: Literal["audio", "image", "video"], split: Split | None = None,
                seed: int = DEFAULT_SEED) -> list[Item]:
-    """Every audio or image file under ``root/<class>/``, sorted, optionally one split only.
+    """Every audio, image or video file under ``root/<class>/``, sorted, optionally one split only.
 
     Without a files.csv each file is its own group (a user folder has no better information;
     put one recording's chunks in a shared files.csv ``group`` to keep them together).
@@ -85,7 +119,7 @@ def list_items(root: Path, kind: Literal["audio", "image"], split: Split | None 
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"data folder {root} does not exist")
-    exts = AUDIO_EXT if kind == "audio" else IMAGE_EXT
+    exts = EXTENSIONS[kind]
     rows = read_files_csv(root)
     items: list[Item] = []
     for cls_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
@@ -99,14 +133,18 @@ def list_items(root: Path, kind: Literal["audio", "image"], split: Split | None 
     if not items:
         raise FileNotFoundError(f"no {kind} files under {root}/<class>/ (expected e.g. {root}/drone/*)")
     if split is not None:
-        items = [it for it in items if split_of(it.group, seed) == split]
+        splits = group_splits(items, seed)
+        items = [it for it in items if splits[it.group] == split]
     return items
 
 
 def split_items(items: Iterable[Item], seed: int = DEFAULT_SEED) -> dict[Split, list[Item]]:
+    """Items of one dataset by split (:func:`group_splits`)."""
+    items = list(items)
+    splits = group_splits(items, seed)
     out: dict[Split, list[Item]] = {s: [] for s in SPLITS}
     for it in items:
-        out[split_of(it.group, seed)].append(it)
+        out[splits[it.group]].append(it)
     return out
 
 

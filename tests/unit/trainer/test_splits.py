@@ -7,7 +7,7 @@ from collections import defaultdict
 
 import pytest
 
-from trainer.data import list_items, split_items, split_of
+from trainer.data import Item, group_splits, list_items, split_items, split_of
 
 from .conftest import SHARED
 
@@ -32,7 +32,8 @@ def test_folder_without_files_csv_uses_one_group_per_file(audio_folder):
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data not present")
 @pytest.mark.parametrize("dataset,kind", [("drone_audio_alemadi", "audio"), ("drone_net", "image"),
-                                          ("drone_bird_cls", "image")])
+                                          ("drone_bird_cls", "image"), ("ddd_video", "video"),
+                                          ("ddd_audio", "audio")])
 def test_no_group_straddles_two_splits(dataset, kind):
     items = list_items(SHARED / dataset, kind)
     splits_of_group = defaultdict(set)
@@ -54,3 +55,32 @@ def test_shared_groups_land_in_one_split_across_datasets():
     cls = {it.group: split_of(it.group) for it in list_items(SHARED / "drone_bird_cls", "image")}
     for g in set(net) & set(cls):
         assert net[g] == cls[g]
+
+
+def _items(groups_per_class: dict[str, int], files_per_group: int = 3) -> list[Item]:
+    from pathlib import Path
+
+    return [Item(Path(f"/x/{c}/{g}-{k}.wav"), f"{c}/{g}-{k}.wav", c, f"{c}-{g}")
+            for c, n in groups_per_class.items() for g in range(n) for k in range(files_per_group)]
+
+
+def test_few_groups_per_class_are_split_within_each_class():
+    """ddd_video has 5-11 groups a class: a hash cut over all groups can leave a whole class out
+    of test (seed 1337 did: no bird, airplane or helicopter clip). Within each class, every
+    class gets test and val groups, and no group straddles two splits."""
+    items = _items({"drone": 11, "bird": 5, "airplane": 6, "helicopter": 7})
+    splits = group_splits(items)
+    for cls in ("drone", "bird", "airplane", "helicopter"):
+        mine = [splits[g] for g in {it.group for it in items if it.label == cls}]
+        assert {"train", "val", "test"} <= set(mine), cls
+        assert mine.count("test") == max(1, round(0.2 * len(mine)))
+    parts = split_items(items)
+    assert sum(map(len, parts.values())) == len(items)
+    assert not ({it.group for it in parts["test"]} & {it.group for it in parts["train"]})
+    assert group_splits(items, seed=2) != splits  # still seeded
+
+
+def test_many_groups_per_class_keep_the_plain_hash_split():
+    """drone_net, drone_bird_cls and drone_audio_alemadi keep the split their metrics were measured on."""
+    items = _items({"drone": 30, "background": 25}, files_per_group=1)
+    assert group_splits(items) == {it.group: split_of(it.group) for it in items}
