@@ -1,7 +1,8 @@
 """Trainer commands, mounted at the top level of ``skysentry``:
 
     skysentry train audio|vision --data DIR [--data DIR ...] [--epochs N] [--out DIR] [--publish]
-    skysentry eval --model M.onnx --data DIR [--split test] [--json]
+    skysentry eval --model M.onnx --data DIR [--split test] [--json] [--report DIR]
+                   [--fps F] [--every N]          (video clips: field evaluation, frame + clip level)
     skysentry retrain --kind audio|vision --data DIR [--data DIR ...]
 
 Importing this module does not import torch: ``eval`` runs from a serving install
@@ -88,18 +89,25 @@ def eval_cmd(
     as_json: bool = typer.Option(False, "--json", help="print one JSON object as the last line"),
     crop_bottom: Optional[int] = typer.Option(None, help="rows cropped off each image's bottom "
                                               "(default: the dataset's known guard, e.g. 22 for DroneNet)"),
-    report: Optional[Path] = typer.Option(None, help="also write metrics.json and plots here (needs matplotlib)"),
+    report: Optional[Path] = typer.Option(None, help="also write metrics.json and plots here (plots need "
+                                          "matplotlib, the train extra)"),
+    fps: Optional[float] = typer.Option(None, help="video: frames a camera sends per second, for clip level "
+                                        "(default: the camera default of skysentry/config.py)"),
+    every: int = typer.Option(1, min=1, help="video: frame metrics on every Nth frame only (a quick look); "
+                              "clip level always sees every camera frame"),
 ) -> None:
-    """Measure a model on a class folder: precision, recall, F1, ROC-AUC, TPR@FPR (and AP for boxes)."""
-    from trainer.evaluate import evaluate
+    """Measure a model on a class folder: precision, recall, F1, ROC-AUC, TPR@FPR (and AP for boxes).
 
-    result = evaluate(model, data, split=split.value if split else None, seed=seed, crop_bottom=crop_bottom)
+    On video clips (like ddd_video) and long audio clips (like ddd_audio) it also judges clips the
+    way an operator meets them: does the alerting's own confirmation rule fire?"""
+    from trainer.evaluate import evaluate
+    from trainer.field_eval import DEFAULT_FPS
+
+    result = evaluate(model, data, split=split.value if split else None, seed=seed, crop_bottom=crop_bottom,
+                      fps=DEFAULT_FPS if fps is None else fps, every=every, keep_worst=report is not None)
     metrics = {"model": str(model), "data": str(data), "split": split.value if split else None, **result.metrics}
     if report:
-        from trainer.report import plot_classification, write_metrics
-
-        write_metrics(report, metrics)
-        plot_classification(report, data.name, result.labels, result.scores, metrics["threshold"])
+        _write_report(report, data.name, metrics, result)
     if as_json:
         print(json.dumps(metrics, default=float))
     else:
@@ -129,6 +137,25 @@ def retrain_cmd(
                       "announced": d.announced, "uri": d.uri}))
     if not d.promoted:
         raise typer.Exit(code=3)
+
+
+def _write_report(folder: Path, tag: str, metrics: dict, result) -> None:
+    """metrics.json, the contact sheet (OpenCV) and the plots (matplotlib: without it, a serving
+    install still evaluates and says what the plots need)."""
+    from trainer.field_report import contact_sheet, field_plots
+    from trainer.report import plot_classification, write_metrics
+
+    write_metrics(folder, metrics)
+    if result.clips:
+        contact_sheet(folder / "contact_sheet.png", result.clips, metrics["box_threshold"])
+    try:
+        plot_classification(folder, tag, result.labels, result.scores, metrics["threshold"])
+        field_plots(folder, metrics, result.clips)
+    except ModuleNotFoundError as exc:
+        if not (exc.name or "").startswith("matplotlib"):
+            raise
+        Console(stderr=True).print("[yellow]plots skipped: they need matplotlib, the `train` extra "
+                                   "(pip install 'skysentry[train]'); metrics.json is written[/]")
 
 
 def _print_metrics(metrics: dict, title: str = "metrics") -> None:

@@ -11,6 +11,7 @@ from detectors.card import DataProvenance, ModelCard
 from trainer.data import Item, read_files_csv
 
 CARD_METRICS = ("n", "precision", "recall", "f1", "roc_auc", "tpr_at_fpr_0.01", "tpr_at_fpr_0.05", "ap50", "ap50_95")
+FIELD_PREFIXES = ("frame_", "clip_", "clips")  # field evaluation (trainer.field_eval): frame and clip level
 
 NO_REDISTRIBUTION = ("no licence for redistribution (the source repository has no licence file): evaluation "
                      "use only; retrain on your own data for production")
@@ -23,6 +24,10 @@ KNOWN_LICENCES = {
     "drone_net": "none; Shutterstock preview thumbnails (third-party copyright); internal evaluation only",
     "drone_bird_cls": "none stated, provenance unknown; internal evaluation only",
 }
+_CC0 = ("CC0 1.0 Universal (public domain dedication; Svanström et al., "
+        "github.com/DroneDetectionThesis/Drone-detection-dataset)")
+# Sets whose licence lets a model trained on them ship for any use.
+FREE_LICENCES = {"ddd_video": _CC0, "ddd_audio": _CC0}
 
 
 def cache_dir() -> Path:
@@ -36,10 +41,14 @@ def new_version() -> str:
 
 
 def flat_metrics(prefix: str, metrics: dict) -> dict[str, float | None]:
-    return {f"{prefix}.{k}": metrics.get(k) for k in CARD_METRICS if k in metrics}
+    return {f"{prefix}.{k}": v for k, v in metrics.items()
+            if k in CARD_METRICS or (k.startswith(FIELD_PREFIXES) and (v is None or isinstance(v, (int, float))))}
 
 
 def provenance(root: Path, items: list[Item], role: str) -> DataProvenance:
+    if root.name in FREE_LICENCES:
+        return DataProvenance(name=root.name, files=len(items), licence=FREE_LICENCES[root.name],
+                              note=f"{role}; {len(items)} files; may be used for anything, shipped models included.")
     rows = read_files_csv(root)
     repos = sorted({r.get("source_repo", "") for r in rows.values()} - {""})
     licence = KNOWN_LICENCES.get(root.name, "unknown (user data)")

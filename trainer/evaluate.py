@@ -11,6 +11,9 @@ threshold turns a score into a detection.
   (:func:`detectors.imaging.letterbox`); the frame score is one sample. Where YOLO ``.txt``
   labels sit beside the images, predicted boxes (mapped back to the image, NMS at the card's
   IoU) are matched to them for AP@0.5 and AP@0.5:0.95.
+* video clips (a class folder of ``.mp4`` … with ``labels.csv``, like ``ddd_video``): field
+  evaluation, frame and clip level (:mod:`trainer.field_eval`); long audio clips (several
+  windows each, like ``ddd_audio``) also get clip level through the alerting's confirmation rule.
 * ``split``: where DIR has a files.csv with a ``group`` column, restrict to one split of the
   same seeded group split the trainer uses (``--split test`` = the held-out test set).
 * Dataset shortcut guards apply automatically (DroneNet's stock-photo footer is cropped).
@@ -28,6 +31,7 @@ from detectors.card import ModelCard
 from detectors.imaging import letterbox, nms, unletterbox_boxes
 from trainer.audio_io import read_audio, windows
 from trainer.data import DEFAULT_SEED, Item, Split, dataset_quirks, list_items
+from trainer.field_eval import DEFAULT_FPS, audio_clip_metrics, evaluate_video, is_video_folder
 from trainer.metrics import classification_metrics, detection_metrics
 
 AP_SCORE_FLOOR = 0.001  # boxes kept for the PR curve of AP (the server drops below thresholds.box)
@@ -42,6 +46,7 @@ class EvalResult:
     item_of_sample: np.ndarray | None = None  # audio: file index of each window
     detections: list[tuple[np.ndarray, np.ndarray]] | None = None  # vision: boxes, scores per image
     truths: list[np.ndarray] | None = None
+    clips: list | None = None  # video: trainer.field_eval.ClipScore per clip
 
 
 def open_session(model: Path):
@@ -107,7 +112,10 @@ def evaluate_audio(model: Path, card: ModelCard, items: list[Item], session=None
     y = np.asarray(labels, bool)
     metrics = classification_metrics(y, scores, card.thresholds.report)
     metrics["files"] = len(items)
-    return EvalResult(metrics, y, scores, items, np.asarray(owner))
+    owner = np.asarray(owner, int)
+    metrics.update(audio_clip_metrics(items, owner, scores, report_threshold=card.thresholds.report,
+                                      window_s=n / rate, model=(card.name, card.version)))
+    return EvalResult(metrics, y, scores, items, owner)
 
 
 def evaluate_vision(model: Path, card: ModelCard, items: list[Item], crop_bottom: int = 0,
@@ -116,6 +124,7 @@ def evaluate_vision(model: Path, card: ModelCard, items: list[Item], crop_bottom
     _, h, w, _ = card.input.shape
     outputs = {o.name for o in session.get_outputs()}
     has_boxes = {"boxes", "box_scores"} <= outputs
+    drone = card.labels.index("drone") if "drone" in card.labels else 0
     scores_all, dets, truths, labels = [], [], [], []
     any_labels = False
     for start in range(0, len(items), 32):
@@ -136,6 +145,9 @@ def evaluate_vision(model: Path, card: ModelCard, items: list[Item], crop_bottom
         scores_all.append(out["score"])
         if has_boxes:
             for b, s, lb in zip(out["boxes"], out["box_scores"], lbs):
+                if s.ndim == 2:  # a score per class: drone boxes are those whose best class is drone
+                    d = s[:, drone]
+                    s = np.where(s.argmax(axis=1) == drone, d, 0.0)
                 keep = s >= AP_SCORE_FLOOR
                 mapped = unletterbox_boxes(b[keep], lb)
                 ks = s[keep]
@@ -152,10 +164,21 @@ def evaluate_vision(model: Path, card: ModelCard, items: list[Item], crop_bottom
 
 
 def evaluate(model: Path, data: Path, split: Split | None = None, seed: int = DEFAULT_SEED,
-             crop_bottom: int | None = None) -> EvalResult:
-    """Evaluate ``model`` (card beside it) on the class folder ``data`` (one split of it)."""
+             crop_bottom: int | None = None, *, fps: float = DEFAULT_FPS, every: int = 1,
+             keep_worst: bool = False, progress: bool = True) -> EvalResult:
+    """Evaluate ``model`` (card beside it) on the class folder ``data`` (one split of it).
+    ``fps``, ``every``, ``keep_worst`` (frames for the report) and ``progress`` apply to video."""
     model = Path(model)
     card = ModelCard.load(model)
+    if card.task != "audio" and is_video_folder(Path(data)):
+        clips_items = list_items(Path(data), "video", split, seed)
+        if not clips_items:
+            raise ValueError(f"no clips of split {split!r} in {data}")
+        metrics, clips = evaluate_video(model, clips_items, Path(data), fps=fps, every=every, keep_worst=keep_worst,
+                                        progress=progress)
+        frames = [(f.truth is not None, f.score) for c in clips for f in c.frames if f.scored]
+        return EvalResult(metrics, np.array([t for t, _ in frames], bool), np.array([s for _, s in frames]),
+                          list(clips_items), clips=clips)
     kind = "audio" if card.task == "audio" else "image"
     items = list_items(Path(data), kind, split, seed)
     if not items:

@@ -248,6 +248,17 @@ def start_kafka(state_dir: Path | None = None, *, timeout_s: float = READY_TIMEO
         return _kafka_address(doc)
 
 
+def start_redis(state_dir: Path | None = None, *, port: int | None = None,
+                timeout_s: float = READY_TIMEOUT_S) -> str:
+    """Start this state dir's Redis alone (``port`` 0: any free one) unless it runs; return its
+    URL. ``skysentry eval`` uses it for the alerting's confirmation rule; :func:`down` stops it."""
+    state = _state_path(state_dir)
+    with _locked(state):
+        doc = _load(state)
+        _ensure_redis(state, doc, port, timeout_s)
+        return _redis_url(doc)
+
+
 def stop_kafka(state_dir: Path | None = None, *, grace_s: float = STOP_GRACE_S) -> None:
     """Stop this state dir's broker only (Redis keeps running); ``start_kafka`` brings it back."""
     state = _state_path(state_dir, create=False)
