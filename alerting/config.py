@@ -145,6 +145,9 @@ class AlertingSettings(_Strict):
                             description="Redis key prefix: one per deployment (or test)")
     source_name: str = "skysentry/alerting"  # CloudEvents `source` of the events on `alerts`
     confirm: ConfirmSettings = ConfirmSettings()
+    alert_labels: list[str] = Field(default_factory=lambda: ["drone"], min_length=1,
+                                    description="detection labels that can raise an alert; a detection of "
+                                    "another class seen (bird, airplane, helicopter) is counted and skipped")
     corroboration: Duration = Field(5.0, description="camera and microphone hits of one site this close "
                                     "in capture time make one corroborated alert")
     resolve_after: Duration = 60.0

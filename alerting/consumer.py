@@ -4,7 +4,11 @@ At-least-once with idempotent effects: offsets are committed only after Redis ha
 the batch, and ``observe`` ignores a detection it has seen, so a replay after a crash or a
 rebalance changes nothing. Records that are not readable detections go to
 ``detections.dlq`` with the reason; score summaries (the other event type on the topic) are
-read and skipped. A rebalance waits for the batch in hand to be applied and committed.
+read and skipped, and so are detections of a class that does not alert: a vision model reports
+the class it saw (``bird``, ``airplane``, ``helicopter`` as well as ``drone``) and only the
+labels in ``alerting.alert_labels`` (default ``drone``) enter confirmation; the others are
+valid messages, counted (outcome ``not_alerting_label``) and committed, never dead-lettered.
+A rebalance waits for the batch in hand to be applied and committed.
 
 After each poll the consumer also reports, per partition it owns, up to when it has observed
 what was written there (now, when it has read up to the partition's end; otherwise the write
@@ -127,6 +131,7 @@ class DetectionConsumer:
         detections: list[Detection] = []
         now = datetime.now(timezone.utc)
         confirm = self.settings.confirm
+        alert_labels = self.settings.alert_labels
         for record in records:
             try:
                 _, message = decode_structured(record.value, (Detection, ScoreSummary))
@@ -136,6 +141,9 @@ class DetectionConsumer:
                 continue
             if isinstance(message, ScoreSummary):
                 metrics.DETECTIONS.labels("summary").inc()
+                continue
+            if message.label not in alert_labels:  # a bird seen is not a drone missed: skip, never DLQ
+                metrics.DETECTIONS.labels("not_alerting_label").inc()
                 continue
             if message.score < confirm.threshold:
                 metrics.DETECTIONS.labels("below_threshold").inc()

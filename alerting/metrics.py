@@ -6,8 +6,9 @@ from prometheus_client import Counter, Gauge, Histogram
 
 _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
-DETECTIONS = Counter("skysentry_alerting_detections", "Detections read, by what became of them",
-                     ["outcome"])  # fired corroborated refresh pending replay stale below_threshold too_old
+# outcome: fired corroborated refresh pending replay stale (the confirmation's), or skipped before it:
+# summary, not_alerting_label (a class seen that is not in alerting.alert_labels), below_threshold, too_old
+DETECTIONS = Counter("skysentry_alerting_detections", "Detections read, by what became of them", ["outcome"])
 INVALID = Counter("skysentry_alerting_invalid_records", "Records on `detections` sent to the DLQ")
 DEDUP_HITS = Counter("skysentry_alerting_dedup_hits", "Detections that did not make a new alert",
                      ["reason"])  # replay (seen before) | active_alert (absorbed by a firing alert)

@@ -175,6 +175,12 @@ class ModelRef(Contract):
     version: str
 
 
+# A string, not an enum: another vendor's model may add classes, and a consumer that does not
+# know one must still read the message (alerting skips labels it does not alert on).
+LABEL_DESCRIPTION = ("the class seen: drone, bird, airplane or helicopter for vision; drone for audio; "
+                     "only drone raises alerts. A string, not an enum: other models may add classes")
+
+
 class Box(Contract):
     """An axis-aligned box in normalised image coordinates (0–1, origin top-left)."""
 
@@ -183,11 +189,14 @@ class Box(Contract):
     x2: Score
     y2: Score
     score: Score
-    label: str = "drone"
+    label: str = Field("drone", description=LABEL_DESCRIPTION)
 
 
 class Detection(Contract):
-    """One window (frame or audio window) whose drone score reached the report threshold."""
+    """One window (frame or audio window) in which the model saw something: labelled `drone`
+    when its drone score reached the report threshold; otherwise a vision processor may report
+    the strongest other class it saw (`bird`, `airplane`, `helicopter`) so consumers see
+    what was in the sky. Only `drone` raises alerts."""
 
     CE_TYPE: ClassVar[str] = "skysentry.detection.v1"
 
@@ -195,7 +204,7 @@ class Detection(Contract):
     site: str
     source: str
     modality: Modality
-    label: str = "drone"
+    label: str = Field("drone", description=LABEL_DESCRIPTION)
     score: Score
     boxes: list[Box] = Field(default_factory=list)
     model: ModelRef
@@ -233,7 +242,8 @@ class Alert(Contract):
     severity: Literal["info", "warning", "critical"]
     site: str
     source: str
-    label: str = "drone"
+    label: str = Field("drone", description="the class that alerted: one of the alerting's `alert_labels` "
+                       "(only drone by default)")
     modalities: list[Modality]
     max_score: Score
     starts_at: AwareDatetime

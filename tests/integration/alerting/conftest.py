@@ -117,12 +117,13 @@ def detection(site: str, source: str, modality: str = "vision", *, seq: int | No
 
 
 async def send_burst(producer, topic: str, site: str, source: str, modality: str = "vision", *, count: int = 8,
-                     gap_s: float = 0.02, score: float = 0.9, age_s: float = 0.0, seq0: int = 0) -> list[Detection]:
+                     gap_s: float = 0.02, score: float = 0.9, age_s: float = 0.0, seq0: int = 0,
+                     label: str = "drone") -> list[Detection]:
     """``count`` consecutive windows of one source, all above threshold; returns what was sent."""
     sent = []
     for i in range(count):
         d = detection(site, source, modality, seq=seq0 + i, score=score,
-                      captured_at=datetime.now(timezone.utc) - timedelta(seconds=age_s))
+                      captured_at=datetime.now(timezone.utc) - timedelta(seconds=age_s), label=label)
         value, headers = encode_structured(d, source=f"test/{modality}")
         await producer.send_and_wait(topic, value, key=source.encode(), headers=headers)
         sent.append(d)
