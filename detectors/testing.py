@@ -29,6 +29,10 @@ OPSET = 17
 TOY_BOXES = np.array([[0.25, 0.25, 0.50, 0.50], [0.26, 0.26, 0.51, 0.51], [0.60, 0.60, 0.90, 0.90]],
                      dtype=np.float32)
 TOY_BOX_SCORES = np.array([0.90, 0.80, 0.10], dtype=np.float32)
+# the same boxes scored per class (drone, bird, airplane, helicopter): a bird, a drone, nothing
+TOY_CLASSES = ("drone", "bird", "airplane", "helicopter")
+TOY_CLASS_SCORES = np.array([[0.20, 0.90, 0.05, 0.0], [0.80, 0.10, 0.0, 0.0], [0.10, 0.05, 0.0, 0.0]],
+                            dtype=np.float32)
 
 
 def _const(name: str, array: np.ndarray) -> onnx.NodeProto:
@@ -36,7 +40,9 @@ def _const(name: str, array: np.ndarray) -> onnx.NodeProto:
 
 
 def vision_graph(height: int = 64, width: int = 64, *, gain: float = 20.0, bias: float = 0.0,
-                 boxes: bool = True) -> onnx.ModelProto:
+                 boxes: bool = True, classes: bool = False) -> onnx.ModelProto:
+    """``score`` rises with the image's brightness; constant boxes (TOY_BOXES) scored by
+    TOY_BOX_SCORES, or per class by TOY_CLASS_SCORES when ``classes``."""
     nodes = [
         helper.make_node("Cast", ["image"], ["x"], to=TensorProto.FLOAT),
         helper.make_node("ReduceMean", ["x"], ["mean"], axes=[1, 2, 3], keepdims=0),
@@ -49,21 +55,23 @@ def vision_graph(height: int = 64, width: int = 64, *, gain: float = 20.0, bias:
     outputs = [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["batch"])]
     if boxes:
         k = len(TOY_BOXES)
+        box_scores = TOY_CLASS_SCORES if classes else TOY_BOX_SCORES
+        score_tail = [k, len(TOY_CLASSES)] if classes else [k]
         nodes += [
             helper.make_node("Shape", ["image"], ["in_shape"]),
             _const("zero", np.array([0], dtype=np.int64)),
             helper.make_node("Gather", ["in_shape", "zero"], ["batch_dim"], axis=0),
             _const("box_tail", np.array([k, 4], dtype=np.int64)),
-            _const("score_tail", np.array([k], dtype=np.int64)),
+            _const("score_tail", np.array(score_tail, dtype=np.int64)),
             helper.make_node("Concat", ["batch_dim", "box_tail"], ["box_shape"], axis=0),
             helper.make_node("Concat", ["batch_dim", "score_tail"], ["score_shape"], axis=0),
             _const("box_const", TOY_BOXES[None]),
-            _const("box_score_const", TOY_BOX_SCORES[None]),
+            _const("box_score_const", box_scores[None]),
             helper.make_node("Expand", ["box_const", "box_shape"], ["boxes"]),
             helper.make_node("Expand", ["box_score_const", "score_shape"], ["box_scores"]),
         ]
         outputs += [helper.make_tensor_value_info("boxes", TensorProto.FLOAT, ["batch", k, 4]),
-                    helper.make_tensor_value_info("box_scores", TensorProto.FLOAT, ["batch", k])]
+                    helper.make_tensor_value_info("box_scores", TensorProto.FLOAT, ["batch", *score_tail])]
     graph = helper.make_graph(nodes, "toy_vision",
                               [helper.make_tensor_value_info("image", TensorProto.UINT8, ["batch", height, width, 3])],
                               outputs)
@@ -116,9 +124,10 @@ def write_model(model: onnx.ModelProto, path: Path, *, name: str, version: str, 
 
 
 def toy_vision_model(path: Path, *, name: str = "toy-vision", version: str = "1", size: int = 64,
-                     bias: float = 0.0, boxes: bool = True, report: float = 0.5) -> Path:
-    return write_model(vision_graph(size, size, bias=bias, boxes=boxes), path, name=name, version=version,
-                       task="vision", report=report)
+                     bias: float = 0.0, boxes: bool = True, report: float = 0.5, classes: bool = False) -> Path:
+    extra = {"labels": list(TOY_CLASSES)} if classes else {}
+    return write_model(vision_graph(size, size, bias=bias, boxes=boxes, classes=classes), path, name=name,
+                       version=version, task="vision", report=report, **extra)
 
 
 def toy_audio_model(path: Path, *, name: str = "toy-audio", version: str = "1", samples: int = 16_000,

@@ -8,9 +8,16 @@ Graph contract (the trainer exports exactly this):
   (scaling, mean/std) happens *inside* the graph.
 * output ``score``: ``float32 [batch]``, the frame-level drone probability, sigmoid applied.
 * optional box head: ``boxes`` ``float32 [batch, K, 4]``, normalised (x1, y1, x2, y2) in the
-  letterboxed input, and ``box_scores`` ``float32 [batch, K]``. The detector maps boxes back
-  to the original frame's normalised coordinates, drops those below ``thresholds.box`` and
-  runs NMS at ``thresholds.nms_iou`` (numpy, :func:`detectors.imaging.nms`).
+  letterboxed input, and ``box_scores``: ``float32 [batch, K]`` (one class, the card's first
+  label) or ``[batch, K, C]`` (a probability per class, in the order of the card's ``labels``,
+  e.g. drone, bird, airplane, helicopter). Each box takes its strongest class; the detector maps
+  boxes back to the original frame's normalised coordinates, drops those below
+  ``thresholds.box`` and runs one class-agnostic NMS at ``thresholds.nms_iou`` (numpy,
+  :func:`detectors.imaging.nms`), so one object ends as one box with one label.
+
+``VisionResult.score`` is the frame's drone score (the graph's ``score``); ``VisionResult.other``
+names the strongest other class seen, so a processor can report a bird it saw without it ever
+counting as a drone.
 """
 
 from __future__ import annotations
@@ -39,8 +46,13 @@ class VisionDetectorConfig(DetectorConfig):
 
 @dataclass(slots=True)
 class VisionResult:
-    score: float
+    score: float  # the frame's drone score
     boxes: list[Box] = field(default_factory=list)
+
+    def other(self, positive: str = "drone") -> tuple[str, float] | None:
+        """(label, score) of the strongest box of another class than ``positive``, if any."""
+        best = max((b for b in self.boxes if b.label != positive), key=lambda b: b.score, default=None)
+        return None if best is None else (best.label, best.score)
 
 
 @dataclass(slots=True)
@@ -63,6 +75,7 @@ class VisionDetector(Detector):
         self.nms_iou = card.thresholds.nms_iou if config.nms_iou is None else config.nms_iou
         outs = set(session.outputs)
         self.has_boxes = {"boxes", "box_scores"} <= outs
+        self.labels = list(card.labels) or ["drone"]
         if card.input.dtype != "uint8":
             raise ModelRefused(f"{path}: vision input must be uint8 NHWC, card says {card.input.dtype}")
 
@@ -129,13 +142,16 @@ class VisionDetector(Detector):
 
     def _postprocess(self, boxes: np.ndarray, scores: np.ndarray, lb: Letterbox) -> list[Box]:
         boxes = boxes.reshape(-1, 4)
-        scores = np.nan_to_num(scores.reshape(-1), nan=0.0)
+        scores = np.nan_to_num(scores.reshape(len(boxes), -1), nan=0.0)
+        classes = scores.argmax(axis=1)
+        scores = scores.max(axis=1)
         keep = scores >= self.box_threshold
         if not keep.any():
             return []
         mapped = unletterbox_boxes(boxes[keep], lb)
         kept_scores = np.clip(scores[keep], 0.0, 1.0)
+        kept_classes = classes[keep]
         idx = nms(mapped, kept_scores, self.nms_iou, self.config.max_boxes)
-        label = self.card.labels[0] if self.card.labels else "drone"
-        return [Box(x1=float(b[0]), y1=float(b[1]), x2=float(b[2]), y2=float(b[3]), score=float(s), label=label)
-                for b, s in zip(mapped[idx], kept_scores[idx])]
+        return [Box(x1=float(b[0]), y1=float(b[1]), x2=float(b[2]), y2=float(b[3]), score=float(s),
+                    label=self.labels[min(int(c), len(self.labels) - 1)])
+                for b, s, c in zip(mapped[idx], kept_scores[idx], kept_classes[idx])]

@@ -198,9 +198,10 @@ class Pipeline(ABC):
     def run_model(self, detector: Any, batch: Any) -> Sequence:
         """The model on an :meth:`assemble`-d batch (on the inference thread): one output per input."""
 
-    def scored(self, output: Any) -> tuple[float, list]:
-        """(score, boxes) of one model output (default: a bare score, no boxes)."""
-        return float(output), []
+    def scored(self, output: Any) -> tuple[float, list, tuple[str, float] | None]:
+        """(drone score, boxes, strongest other class seen as (label, score) or None) of one
+        model output (default: a bare score, no boxes, nothing else seen)."""
+        return float(output), [], None
 
     def start_inference(self, prepared: Prepared) -> None:
         """Queue the batch's model run on the inference thread (once; in batch order)."""
@@ -222,17 +223,21 @@ class Pipeline(ABC):
             result.batch_sizes.append(len(batch))
             bad = dict(failed)
             processed_at = utcnow()
-            label = detector.card.labels[0] if detector.card.labels else "drone"
+            positive = detector.card.labels[0] if detector.card.labels else "drone"
+            threshold = detector.report_threshold
             for i, (record, event, _input) in enumerate(batch):
                 if i in bad:
                     result.dead.append((record, bad[i]))
                     continue
-                score, boxes = self.scored(outputs[i])
+                score, boxes, other = self.scored(outputs[i])
                 result.outcomes["inferred"] += 1
                 self.summaries.scored(event.site, event.source, score, detector.ref)
-                if score >= detector.report_threshold:
+                # a drone at the threshold is reported as a drone, whatever else the frame holds;
+                # otherwise the strongest other class seen (a bird, say), which never alerts
+                label, shown = (positive, score) if score >= threshold or other is None else other
+                if shown >= threshold:
                     result.detections.append(Detection(
-                        site=event.site, source=event.source, modality=self.MODALITY, label=label, score=score,
+                        site=event.site, source=event.source, modality=self.MODALITY, label=label, score=shown,
                         boxes=boxes, model=detector.ref, input_event_id=event.id, input_seq=event.seq,
                         captured_at=event.time, processed_at=processed_at))
         result.outcomes["dead_lettered"] = len(result.dead)

@@ -95,8 +95,8 @@ class VisionPipeline(Pipeline):
     def run_model(self, detector: VisionDetector, inputs: list) -> list:
         return detector.infer(inputs)
 
-    def scored(self, output: VisionResult) -> tuple[float, list]:
-        return output.score, output.boxes
+    def scored(self, output: VisionResult) -> tuple[float, list, tuple[str, float] | None]:
+        return output.score, output.boxes, output.other()
 
     async def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -38,6 +38,19 @@ def test_vision_scores_frames_and_maps_boxes(vision_model):
     assert det.ref.name == "toy-vision" and det.report_threshold == 0.5
 
 
+def test_a_multi_class_head_labels_each_box_with_its_strongest_class(tmp_path):
+    path = toy_vision_model(tmp_path / "classes.onnx", classes=True)
+    det = load_detector(VisionDetectorConfig(model=path, box_threshold=0.5))
+    (res,) = det.infer([det.prepare_rgb(np.zeros((64, 64, 3), np.uint8))])
+    # box 0 is a bird (0.9), box 1 a drone (0.8) that overlaps it: one object, one box, the bird;
+    # box 2 scores 0.1 at best and is dropped
+    assert [(b.label, round(b.score, 2)) for b in res.boxes] == [("bird", 0.9)]
+    assert res.other() == ("bird", pytest.approx(0.9)) and res.score < 0.01
+    det = load_detector(VisionDetectorConfig(model=path, box_threshold=0.5, nms_iou=0.99))
+    (res,) = det.infer([det.prepare_rgb(np.zeros((64, 64, 3), np.uint8))])
+    assert [b.label for b in res.boxes] == ["bird", "drone"]
+
+
 def test_vision_without_box_head_and_threshold_override(toy_dir):
     det = load_detector(VisionDetectorConfig(model=toy_dir / "vision-nobox.onnx", report_threshold=0.9))
     (res,) = det.infer([det.prepare_rgb(np.full((30, 50, 3), 255, np.uint8))])

@@ -49,6 +49,21 @@ async def test_positive_frame_becomes_a_detection_with_lineage(vision):
     assert (s.source, s.windows, s.skipped) == ("cam-9", 2, 0) and s.max_score > 0.99 > s.mean_score
 
 
+async def test_a_frame_with_only_a_bird_is_reported_as_a_bird_and_a_drone_wins_a_tie(tmp_path):
+    from detectors.testing import toy_vision_model
+
+    path = toy_vision_model(tmp_path / "classes.onnx", classes=True)
+    config = VisionProcessorConfig(detector=VisionDetectorConfig(model=path, box_threshold=0.5))
+    p = VisionPipeline(config, ModelSlot(load_detector(config.detector)))
+    dark = frame_record("cam-1", 1, data=jpeg(brightness=0))  # drone score ~0, a bird box at 0.9
+    bright = frame_record("cam-1", 2, data=jpeg(brightness=255))  # drone score ~1 and the same bird
+    result = await p.process([rec(*dark[:3]), rec(*bright[:3], offset=1)])
+    assert [(d.input_seq, d.label) for d in result.detections] == [(1, "bird"), (2, "drone")]
+    assert result.detections[0].score == pytest.approx(0.9) and result.detections[1].score > 0.99
+    (s,) = p.summaries.flush()
+    assert s.max_score > 0.99 and s.mean_score < 0.6  # summaries carry the drone score only
+
+
 async def test_stale_frames_are_skipped_and_counted(vision):
     p = vision(max_frame_age_s=2.0)
     old = frame_record(time=utcnow() - timedelta(seconds=10))
