@@ -38,12 +38,13 @@ def fold_of(group: str) -> int:
 @functools.lru_cache(maxsize=1)  # a pool worker runs several rotations: read the data once
 def cv_windows(root: Path, seed: int) -> dict:
     """The train + val windows of ``root`` with their labels, folds and drowned flags."""
-    from trainer.data import list_items, split_of
+    from trainer.data import group_splits, list_items
     from trainer.train_audio import _drowned, load_windows
 
     items = list_items(root, "audio")
     x, owner = load_windows(items, root.name)
-    keep = np.array([split_of(it.group, seed) != "test" for it in items])[owner]
+    splits = group_splits(items, seed)  # the trainer's split, so the test groups stay out
+    keep = np.array([splits[it.group] != "test" for it in items])[owner]
     owner = owner[keep]
     return {"x": x[keep], "y": np.array([items[o].positive for o in owner]),
             "fold": np.array([fold_of(items[o].group) for o in owner]),

@@ -37,9 +37,11 @@ class Recipe:
     epoch_windows: int | None = None  # a random subset per epoch (None: every window)
     neg_mix: float = 0.5  # chance that a negative window gets another negative mixed in
     pos_mix: float = 0.5  # chance that a drone window gets a negative mixed in (0-20 dB SNR)
+    field_mix: float = 0.0  # share of those mixes drawn from the field pool (outdoor ambient), if given
+    field_snr: tuple[float, float] = (-5.0, 15.0)  # drone-to-ambient SNR (dB) of a field-pool mix
     speed: tuple[float, float] = (0.6, 1.4)  # speed / pitch augmentation range
     pos_weight: float | None = None  # None: balance the classes (negatives / positives)
-    select_on: str = "all"  # checkpoint: "all" | "real" | "real_ap" validation windows
+    select_on: str = "all"  # checkpoint: "all" | "real" | "real_ap" | "field" validation windows
     threshold_on: str | None = None  # report threshold: "all" | "real" (None: follows select_on)
     min_syn_recall: float = 0.9  # "real" thresholds: keep recall on synthetic outdoor drones ≥ this
     seed: int = DEFAULT_SEED
@@ -62,8 +64,13 @@ class Augmenter:
     """Waveform augmentation of int16 windows (numpy, per batch)."""
 
     def __init__(self, negatives: np.ndarray, seed: int = 0, neg_mix: float = 0.5, pos_mix: float = 0.5,
-                 speed: tuple[float, float] = (0.6, 1.4)):
+                 speed: tuple[float, float] = (0.6, 1.4), field: np.ndarray | None = None, field_mix: float = 0.0,
+                 field_snr: tuple[float, float] = (-5.0, 15.0)):
         self.neg = negatives
+        # outdoor ambient windows: a share ``field_mix`` of the drone-window mixes come from them
+        # (at ``field_snr``), so indoor / close drones are heard as distant drones outdoors
+        self.field = field if field is not None else np.zeros((0, negatives.shape[1]), np.int16)
+        self.field_mix, self.field_snr = field_mix, field_snr
         self.rng = np.random.default_rng(seed)
         self.neg_mix, self.pos_mix = neg_mix, pos_mix
         self.speed = (float(np.log(speed[0])), float(np.log(speed[1])))
@@ -81,9 +88,11 @@ class Augmenter:
                 s = np.interp(pos, t, s).astype(np.float32)
             if rng.random() < 0.5:  # time shift
                 s = np.roll(s, int(rng.integers(0, n)))
-            if len(self.neg) and rng.random() < (self.pos_mix if y[i] else self.neg_mix):  # background mixing
-                b = self.neg[int(rng.integers(0, len(self.neg)))].astype(np.float32)
-                snr = rng.uniform(0, 20) if y[i] else rng.uniform(-10, 10)
+            if rng.random() < (self.pos_mix if y[i] else self.neg_mix):  # background mixing
+                from_field = bool(y[i]) and len(self.field) > 0 and rng.random() < self.field_mix
+                pool = self.field if from_field else self.neg
+                b = pool[int(rng.integers(0, len(pool)))].astype(np.float32) if len(pool) else np.zeros_like(s)
+                snr = rng.uniform(*self.field_snr) if from_field else rng.uniform(0, 20) if y[i] else rng.uniform(-10, 10)
                 ps, pb = float(np.sqrt(np.mean(s * s)) + 1e-3), float(np.sqrt(np.mean(b * b)) + 1e-3)
                 s = s + b * (ps / pb) * 10 ** (-snr / 20)
             if rng.random() < 0.3:  # band filtering: microphone / distance colouring
@@ -102,8 +111,10 @@ class Augmenter:
         return np.clip(np.round(out), -32768, 32767).astype(np.int16)
 
 
-def val_scores(y_va: np.ndarray, p: np.ndarray, is_real: np.ndarray, select_on: str) -> dict:
-    """Validation numbers of one epoch and the checkpoint score ``score`` (higher is better)."""
+def val_scores(y_va: np.ndarray, p: np.ndarray, is_real: np.ndarray, select_on: str,
+               field: np.ndarray | None = None) -> dict:
+    """Validation numbers of one epoch and the checkpoint score ``score`` (higher is better).
+    ``field`` marks the windows of outdoor field clips (ddd_audio), reported as ``field_*``."""
     from trainer.metrics import average_precision_score, classification_metrics
 
     met = classification_metrics(y_va, p, 0.5)
@@ -118,6 +129,12 @@ def val_scores(y_va: np.ndarray, p: np.ndarray, is_real: np.ndarray, select_on: 
                                   for t in np.arange(0.2, 0.805, 0.05))
     if syn.any():
         out["synthetic_recall"] = float((p[syn] >= 0.5).mean())
+    if field is not None and field.any():
+        yf = y_va[field]
+        fm = classification_metrics(yf, p[field], 0.5)
+        out["field_f1"], out["field_auc"] = fm["f1"] or 0.0, fm["roc_auc"] or 0.0
+        if yf.any() and not yf.all():
+            out["field_ap"] = average_precision_score(yf, p[field])
     if select_on == "real":  # the real recordings first; synthetic recall keeps the outdoor domain honest
         out["score"] = out["real_f1"] + 0.1 * out["real_auc"] + 0.2 * out.get("synthetic_recall", 0.0)
     elif select_on == "real_ap":  # ranking of the real windows (threshold-free) and their best F1
@@ -125,8 +142,10 @@ def val_scores(y_va: np.ndarray, p: np.ndarray, is_real: np.ndarray, select_on: 
             + 0.1 * out.get("synthetic_recall", 0.0)
     elif select_on == "all":  # every validation window, real and synthetic alike
         out["score"] = out["val_f1"] + 0.1 * out["val_auc"]
+    elif select_on == "field":  # every validation window, plus the ranking of the outdoor field windows
+        out["score"] = out["val_f1"] + 0.1 * out["val_auc"] + 0.5 * out.get("field_ap", 0.0)
     else:
-        raise ValueError(f"select_on must be all, real or real_ap, not {select_on!r}")
+        raise ValueError(f"select_on must be all, real, real_ap or field, not {select_on!r}")
     return out
 
 
@@ -171,10 +190,11 @@ def predict(model, x: np.ndarray, device: str = "cpu") -> np.ndarray:
 
 def fit_windows(x_tr: np.ndarray, y_tr: np.ndarray, x_va: np.ndarray, y_va: np.ndarray, is_real: np.ndarray,
                 recipe: Recipe, run_dir: Path, *, resume: bool = False, title: str = "audio",
-                device: str = "cpu") -> FitOutcome:
+                device: str = "cpu", field: np.ndarray | None = None, field_pool: np.ndarray | None = None) -> FitOutcome:
     """Train an :class:`AudioNet` on int16 windows ``x_tr`` / labels ``y_tr``; keep the best
-    epoch by the validation windows (``is_real`` marks the real ones, the rest are synthetic)
-    and choose the report threshold on them."""
+    epoch by the validation windows (``is_real`` marks the real ones, the rest are synthetic;
+    ``field`` the outdoor field-clip ones) and choose the report threshold on them.
+    ``field_pool``: outdoor ambient windows mixed under drone windows (``recipe.field_mix``)."""
     import torch
 
     from trainer.loop import FitConfig, fit
@@ -182,7 +202,8 @@ def fit_windows(x_tr: np.ndarray, y_tr: np.ndarray, x_va: np.ndarray, y_va: np.n
     r = recipe
     torch.manual_seed(r.seed)
     model = build_model(r).to(device)
-    aug = Augmenter(x_tr[~y_tr], r.seed, neg_mix=r.neg_mix, pos_mix=r.pos_mix, speed=r.speed)
+    aug = Augmenter(x_tr[~y_tr], r.seed, neg_mix=r.neg_mix, pos_mix=r.pos_mix, speed=r.speed,
+                    field=field_pool, field_mix=r.field_mix, field_snr=tuple(r.field_snr))
     pos_weight = torch.tensor(float(r.pos_weight) if r.pos_weight else float((~y_tr).sum()) / float(y_tr.sum()),
                               device=device)
     per_epoch = min(len(y_tr), r.epoch_windows or len(y_tr))
@@ -201,7 +222,7 @@ def fit_windows(x_tr: np.ndarray, y_tr: np.ndarray, x_va: np.ndarray, y_va: np.n
         return torch.nn.functional.binary_cross_entropy_with_logits(logits, b[1], pos_weight=pos_weight), {}
 
     def validate(m):
-        return val_scores(y_va, predict(m, x_va, device), is_real, r.select_on)
+        return val_scores(y_va, predict(m, x_va, device), is_real, r.select_on, field)
 
     res = fit(model, model.parameters(), batches, steps, loss_fn, validate, "score", run_dir,
               FitConfig(epochs=r.epochs, lr=r.lr, weight_decay=r.weight_decay, patience=r.patience, seed=r.seed),

@@ -5,7 +5,13 @@ card, report. The recipe on arrays (augmentation, loop, checkpoint, threshold) i
 
 Shortcut guards (shared/data/README.md):
 
-* splits by ``group`` (the 5 s source clip; a ``mixed_K`` pair is one group), never by chunk;
+* splits by ``group`` (the 5 s source clip; a ``mixed_K`` pair is one group), never by chunk,
+  through :func:`trainer.data.group_splits` per dataset (a field set with few groups per class,
+  such as ddd_audio, is split within each class, so its test clips are never trained on);
+* long recordings (ddd_audio's 10 s field clips) are cut into 1 s training windows every
+  ``train_hop`` samples (0.5 s); validation windows follow one another (hop 1 s) as in serving,
+  so the alerting's confirmation rule (3 of the last 5 windows) can be checked on validation
+  clips;
 * drone clips in which the mixed-in ESC-50 noise drowns the drone
   (``est_drone_energy_frac < 0.1``) are not trained on: their label is right but the drone is
   inaudible, so they would teach "ESC-50 noise = drone" (they stay in the test split);
@@ -20,15 +26,16 @@ Shortcut guards (shared/data/README.md):
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from trainer.audio_io import WINDOW, read_audio, windows
 from trainer.audio_recipe import Recipe, fit_windows
-from trainer.common import (TrainOutcome, cache_dir, measure_held_out, new_version, provenance,
+from trainer.common import (FREE_LICENCES, TrainOutcome, cache_dir, measure_held_out, new_version, provenance,
                             synthetic_provenance)
-from trainer.data import DEFAULT_SEED, Item, data_digest, item_digest_entries, list_items, split_of
+from trainer.data import DEFAULT_SEED, Item, data_digest, group_splits, item_digest_entries, list_items, split_of
 
 DROWNED_FRAC = 0.1
 # Hard negatives named by the dataset README (engine-like, buzzing, rotor-like sounds) plus other
@@ -37,16 +44,21 @@ HARD_NEGATIVES = {"helicopter", "airplane", "engine", "chainsaw", "vacuum_cleane
                   "siren", "train", "washing_machine", "car_horn"}
 
 
-def load_windows(items: list[Item], tag: str) -> tuple[np.ndarray, np.ndarray]:
-    """int16 windows of every item (cached) and the item index of each window."""
+TRAIN_HOP = WINDOW // 2  # long recordings: a 1 s training window every 0.5 s
+NON_COMMERCIAL = {"drone_audio_alemadi"}  # no licence: a model trained on them is for research only
+
+
+def load_windows(items: list[Item], tag: str, hop: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """int16 windows of every item (cached) and the item index of each window. Files shorter
+    than 2 s are one window; longer ones a window every ``hop`` samples (default: 1 s)."""
     key = data_digest(item_digest_entries(items)).split(":")[1][:16]
-    path = cache_dir() / f"audio-{tag}-{key}.npz"
+    path = cache_dir() / f"audio-{tag}-{key}{f'-hop{hop}' if hop and hop != WINDOW else ''}.npz"
     if path.is_file():
         z = np.load(path)
         return z["x"], z["owner"]
     xs, owner = [], []
     for i, it in enumerate(items):
-        w = windows(read_audio(it.path), WINDOW)
+        w = windows(read_audio(it.path), WINDOW, hop)
         xs.append(w)
         owner += [i] * len(w)
     x = np.concatenate(xs) if xs else np.zeros((0, WINDOW), np.int16)
@@ -89,17 +101,103 @@ def _drowned(it: Item) -> bool:
         return False
 
 
+@dataclass
+class FolderWindows:
+    """The training and validation windows of one class folder (its test split left out)."""
+
+    items: list[Item]
+    splits: dict[str, str]  # group → split (:func:`trainer.data.group_splits`)
+    x_train: np.ndarray  # int16 [n, WINDOW], repeats included
+    y_train: np.ndarray
+    train_owner: np.ndarray  # item index of each training window
+    x_val: np.ndarray  # consecutive 1 s windows of the val split
+    y_val: np.ndarray
+    val_owner: np.ndarray
+    ambient: np.ndarray  # training windows of the field_classes (to mix under drones)
+    repeat: int = 1
+    drowned: int = 0  # drone files left out of training (drowned by mixed-in noise)
+
+
+def folder_windows(root: Path, seed: int = DEFAULT_SEED, *, train_hop: int = TRAIN_HOP, repeat: int = 1,
+                   hard_repeat: int = 1, field_classes: list[str] = ()) -> FolderWindows:
+    """One folder's windows by split. Training: the train split's windows, every ``train_hop``
+    samples in files of 2 s or more (1 s clips are one window), drowned drone files left out,
+    the whole repeated ``repeat`` times and its hard negatives ``hard_repeat`` times.
+    Validation: the val split's consecutive 1 s windows, as ``skysentry eval`` and the
+    processor cut them. No window of a test group is in either."""
+    items = list_items(root, "audio")
+    splits = group_splits(items, seed)  # per dataset: a small field set is split within each class
+    split_i = np.array([splits[it.group] for it in items])
+    label_i = np.array([it.positive for it in items])
+    drowned_i = np.array([_drowned(it) for it in items])
+    hard_i = np.array([(it.meta or {}).get("esc50_category") in HARD_NEGATIVES and not it.positive for it in items])
+    class_i = np.array([it.label for it in items])
+    x, owner = load_windows(items, root.name, train_hop)
+    m = (split_i[owner] == "train") & ~drowned_i[owner]
+    picks = [np.nonzero(m)[0]] * max(1, repeat)  # oversampling a small set
+    picks += [np.nonzero(m & hard_i[owner])[0]] * max(0, hard_repeat - 1)  # hard negatives seen more often
+    idx = np.concatenate(picks)
+    ambient = x[(split_i[owner] == "train") & np.isin(class_i[owner], list(field_classes))]
+    xv, ov = load_windows(items, root.name)  # validation: consecutive 1 s windows, as served
+    mv = split_i[ov] == "val"
+    return FolderWindows(items, splits, x[idx], label_i[owner][idx], owner[idx], xv[mv], label_i[ov][mv], ov[mv],
+                         ambient, max(1, repeat), int(sum(drowned_i & (split_i == "train"))))
+
+
+def confirm_settings() -> tuple[int, int, float]:
+    """(k, n, threshold) of the alerting's default confirmation (alerting/config.py)."""
+    from alerting.config import AlertingSettings
+
+    c = AlertingSettings().confirm
+    return c.k, c.n, c.threshold
+
+
+def confirmed(hits: np.ndarray, k: int | None = None, n: int | None = None) -> bool:
+    """Whether the alerting's confirmation fires on one clip's consecutive windows: at some
+    window, at least ``k`` of the last ``n`` (fewer at the start of the clip) were hits. A local
+    copy of the rule for training-time reporting (validation clips, from PyTorch scores);
+    ``skysentry eval`` / :mod:`trainer.field_eval` run the alerting's own rule on the test split."""
+    if k is None or n is None:
+        k0, n0, _ = confirm_settings()
+        k, n = k or k0, n or n0
+    c = np.r_[0, np.cumsum(np.asarray(hits, bool).astype(int))]
+    return bool(any(c[i + 1] - c[max(0, i + 1 - n)] >= k for i in range(len(c) - 1)))
+
+
+def clip_metrics(labels: list[str], scores: np.ndarray, owner: np.ndarray, threshold: float) -> dict:
+    """Clip-level numbers through :func:`confirmed`, named as :func:`trainer.field_eval.clip_metrics`
+    names them (``clip_f1``, ``clip_recall``, ``clip_false_alarm_<class>``, ...): ``labels`` is
+    each clip's class (``drone`` positive), ``owner`` the clip of each consecutive 1 s window, a
+    window is a hit at ``threshold`` (:func:`alert_threshold`)."""
+    from trainer.field_eval import clip_metrics as field_clip_metrics
+
+    alerted = [confirmed(scores[owner == i] >= threshold) for i in range(len(labels))]
+    return {"clip_threshold": float(threshold), **field_clip_metrics(labels, alerted)}
+
+
+def alert_threshold(report_at: float) -> float:
+    """The score a window needs to count toward a confirmation: the processor only sends
+    detections at or above the card's report threshold, the alerting counts those at or above
+    its confirmation threshold (0.6)."""
+    return max(confirm_settings()[2], report_at)
+
+
 def train_audio(data: list[Path], out: Path = Path("models"), *, epochs: int = 12, eval_data: list[Path] = (),
                 synthetic_clips: int = 80, run_dir: Path | None = None, name: str = "audio",
                 seed: int = DEFAULT_SEED, resume: bool = False, batch: int = 64, width: int | None = None,
                 lr: float = 3e-3, patience: int = 4, max_train: int | None = None,
                 epoch_windows: int | None = None, hard_repeat: int = 1, select_on: str = "all",
                 threshold_on: str | None = None, tonal_negatives: int = 0, tonal_kinds: tuple[str, ...] | None = None,
-                measure_test: bool = True, **recipe) -> TrainOutcome:
+                measure_test: bool = True, train_hop: int = TRAIN_HOP, repeat: dict[str, int] | None = None,
+                field_pool: tuple[str, ...] = (), **recipe) -> TrainOutcome:
     """Train on the train splits of the class folders ``data`` (+ synthetic audio), select on
     their val splits, export ``out/<name>.onnx`` + card, measure on their test splits (and on
-    ``eval_data``, whole). Further :class:`~trainer.audio_recipe.Recipe` fields (``n_mels``,
-    ``spec_augment``, ``neg_mix``, ``pos_weight``, ``speed``, ...) pass through ``recipe``."""
+    ``eval_data``, whole). ``repeat`` maps a folder name to how often its training windows are
+    seen per epoch (oversampling a small field set); ``field_pool`` names ``folder/class``
+    training windows (outdoor ambient, e.g. ``ddd_audio/background``) of which a share
+    ``field_mix`` of the drone-window mixes is drawn. Further
+    :class:`~trainer.audio_recipe.Recipe` fields (``n_mels``, ``spec_augment``, ``neg_mix``,
+    ``pos_weight``, ``speed``, ``field_mix``, ``field_snr``, ...) pass through ``recipe``."""
     import torch
 
     from detectors.card import InputSpec, Thresholds
@@ -119,32 +217,34 @@ def train_audio(data: list[Path], out: Path = Path("models"), *, epochs: int = 1
     # ---- data -------------------------------------------------------------------------------
     xs = {s: [] for s in ("train", "val")}
     ys = {s: [] for s in ("train", "val")}
+    pool: list[np.ndarray] = []  # field_pool windows
+    val_clips: dict[str, tuple[list[str], np.ndarray, int]] = {}  # long-clip sets: classes, owner, offset
+    n_val = 0
     used: list[Item] = []
     prov = []
     for root in data:
-        items = list_items(root, "audio")
-        x, owner = load_windows(items, root.name)
-        split = np.array([split_of(it.group, seed) for it in items])[owner]
-        label = np.array([it.positive for it in items])[owner]
-        drowned = np.array([_drowned(it) for it in items])[owner]
-        hard = np.array([(it.meta or {}).get("esc50_category") in HARD_NEGATIVES and not it.positive
-                         for it in items])[owner]
-        for s in ("train", "val"):
-            m = (split == s) & ~(drowned & (s == "train"))
-            xs[s].append(x[m])
-            ys[s].append(label[m])
-            if s == "train" and hard_repeat > 1:  # hard negatives seen more often
-                mh = m & hard
-                for _ in range(hard_repeat - 1):
-                    xs[s].append(x[mh])
-                    ys[s].append(label[mh])
-        used += [it for it in items if split_of(it.group, seed) in ("train", "val")]
-        n_drowned = sum(_drowned(it) and split_of(it.group, seed) == "train" for it in items)
-        console.print(f"{root.name}: {len(items)} files, {len(x)} windows; "
-                      f"train {int((split == 'train').sum())} val {int((split == 'val').sum())} "
-                      f"test {int((split == 'test').sum())}; {n_drowned} drowned drone files left out of train")
-        prov.append(provenance(root, items, "trained on its train split (group split, seed "
-                                            f"{seed}), validated on val, measured on test"))
+        fw = folder_windows(root, seed, train_hop=train_hop, repeat=(repeat or {}).get(root.name, 1),
+                            hard_repeat=hard_repeat, field_classes=[e.partition("/")[2] for e in field_pool
+                                                                   if e.partition("/")[0] == root.name])
+        xs["train"].append(fw.x_train)
+        ys["train"].append(fw.y_train)
+        xs["val"].append(fw.x_val)
+        ys["val"].append(fw.y_val)
+        if len(fw.ambient):
+            pool.append(fw.ambient)
+        val_items = sorted(set(fw.val_owner.tolist()))
+        if len(fw.val_owner) > len(val_items):  # clips of several windows: clip numbers too
+            remap = {i: k for k, i in enumerate(val_items)}
+            val_clips[root.name] = ([fw.items[i].label for i in val_items],
+                                    np.array([remap[int(o)] for o in fw.val_owner]), n_val)
+        n_val += len(fw.y_val)
+        used += [it for it in fw.items if fw.splits[it.group] in ("train", "val")]
+        n_groups = {s: sum(v == s for v in fw.splits.values()) for s in ("train", "val", "test")}
+        console.print(f"{root.name}: {len(fw.items)} files; groups train {n_groups['train']} val {n_groups['val']} "
+                      f"test {n_groups['test']}; {len(fw.y_train)} training windows (x{fw.repeat} repeated), "
+                      f"{len(fw.y_val)} validation windows; {fw.drowned} drowned drone files left out of train")
+        prov.append(provenance(root, fw.items, "trained on its train split (group split, seed "
+                                                f"{seed}), validated on val, measured on test"))
     if synthetic_clips:
         syn = synthetic_windows(synthetic_clips)
         for s in ("train", "val"):
@@ -164,24 +264,40 @@ def train_audio(data: list[Path], out: Path = Path("models"), *, epochs: int = 1
         prov.append(provenance(Path(root), list_items(Path(root), "audio"), "evaluation only (never trained on)"))
     x_tr, y_tr = np.concatenate(xs["train"]), np.concatenate(ys["train"])
     x_va, y_va = np.concatenate(xs["val"]), np.concatenate(ys["val"])
-    n_real_val = sum(len(v) for v in ys["val"][: len(data)])  # real folders first, synthetic after
-    is_real = np.arange(len(y_va)) < n_real_val
+    is_real = np.arange(len(y_va)) < n_val  # real folders first, synthetic after
+    field = np.zeros(len(y_va), bool)  # validation windows of the long-clip (field) sets
+    for _, owner_v, off in val_clips.values():
+        field[off:off + len(owner_v)] = True
     if max_train:
         pick = np.random.default_rng(seed).permutation(len(y_tr))[:max_train]
         x_tr, y_tr = x_tr[pick], y_tr[pick]
     if not len(y_va):  # tiny folders: no group fell into val
         console.print("[yellow]no validation windows in the val split; validating on part of train[/]")
         x_va, y_va = x_tr[: max(2, len(y_tr) // 10)], y_tr[: max(2, len(y_tr) // 10)]
-        is_real = np.ones(len(y_va), bool)
+        is_real, field, val_clips = np.ones(len(y_va), bool), np.zeros(len(y_va), bool), {}
     if not y_tr.any() or y_tr.all():
         raise ValueError("training data needs drone/ and at least one negative class folder")
-    console.print(f"train {len(y_tr)} windows ({int(y_tr.sum())} drone), val {len(y_va)} ({int(y_va.sum())} drone)")
+    ambient = np.concatenate(pool) if pool else None
+    console.print(f"train {len(y_tr)} windows ({int(y_tr.sum())} drone), val {len(y_va)} ({int(y_va.sum())} drone, "
+                  f"{int(field.sum())} from field clips)"
+                  + (f"; {len(ambient)} windows of {', '.join(field_pool)} to mix under drones" if pool else ""))
 
     # ---- training, checkpoint and report threshold on the validation windows ------------------
-    fitted = fit_windows(x_tr, y_tr, x_va, y_va, is_real, rec, run_dir, resume=resume, title=name)
+    fitted = fit_windows(x_tr, y_tr, x_va, y_va, is_real, rec, run_dir, resume=resume, title=name,
+                         field=field, field_pool=ambient)
     model, report_at = fitted.model, fitted.report_at
     console.print(f"report threshold {report_at:.2f} (best F1 on the {fitted.threshold_on} validation windows, at most "
                   f"{fitted.threshold_cap:.2f})")
+    validation: dict = {}
+    if val_clips:  # the confirmation rule on the validation clips (chooses nothing; for the record)
+        from trainer.audio_recipe import predict
+
+        p_va = predict(model, x_va)
+        for tag, (classes, owner_v, off) in val_clips.items():
+            cm = clip_metrics(classes, p_va[off:off + len(owner_v)], owner_v, alert_threshold(report_at))
+            validation[tag] = cm
+            console.print(f"[bold]{tag}.val clips[/]: " + " ".join(f"{k}={v:.3f}" for k, v in cm.items()
+                                                                   if v is not None))
 
     # ---- export + parity --------------------------------------------------------------------
     out = Path(out)
@@ -197,20 +313,34 @@ def train_audio(data: list[Path], out: Path = Path("models"), *, epochs: int = 1
 
     # ---- evaluation on held-out data (the same code as `skysentry eval`) ----------------------
     metrics: dict = {"train_seconds": None, "best_epoch": float(fitted.best_epoch)}
+    for tag, cm in validation.items():  # validation clips (local rule): clip F1, recall, false alarms
+        metrics.update({f"{tag}.val.{k}": v for k, v in cm.items() if k in ("clip_f1", "clip_recall")
+                        or k.startswith("clip_false_alarm_")})
     report = {"model": str(onnx_path), "version": version, "recipe": rec.as_dict(), "history": fitted.history,
-              "sets": {}}
+              "train": {"train_hop": train_hop, "repeat": repeat or {}, "field_pool": list(field_pool)},
+              "validation_clips": validation, "sets": {}}
     held_out = [(r, "test") for r in data] if measure_test else []  # off for recipe search (val only)
-    for _ in measure_held_out(onnx_path, held_out + [(Path(r), None) for r in eval_data], seed=seed,
-                              report_dir=run_dir / "report", threshold=provisional.thresholds.report,
-                              metrics=metrics, report=report, console=console):
-        pass
+    for _, tag, r in measure_held_out(onnx_path, held_out + [(Path(r), None) for r in eval_data], seed=seed,
+                                         report_dir=run_dir / "report", threshold=provisional.thresholds.report,
+                                         metrics=metrics, report=report, console=console):
+        clip = {k: v for k, v in r.metrics.items() if k.startswith("clip_") and isinstance(v, float)}
+        if clip:  # long clips: evaluate ran the alerting's confirmation rule (trainer.field_eval)
+            console.print(f"[bold]{tag} clips[/]: " + " ".join(f"{k}={v:.3f}" for k, v in clip.items()))
     metrics["train_seconds"] = round(time.monotonic() - t_start, 1)
     report["parity_max_abs_diff"] = diff
     write_metrics(run_dir / "report", report)
+    names = {Path(r).name for r in data}
+    licence = ("Trained on drone_audio_alemadi, which has no licence (all rights reserved; its ESC-50 negatives "
+               "are CC BY-NC 3.0): this model may not be used commercially; research and evaluation use only. "
+               if names & NON_COMMERCIAL else "")
     card = write_card(onnx_path, name=name, version=version, task="audio", input_spec=spec, outputs=["score"],
                       metrics=metrics, digest=digest, data=prov, parity_diff=diff,
                       thresholds=Thresholds(report=report_at),
-                      notes="1 s windows of 16 kHz mono int16 PCM; log-mel front-end inside the graph. "
-                            "Data carries no licence for redistribution: evaluation use; retrain on your own "
-                            "data for production. Report: " + str(run_dir / "report"))
+                      notes="1 s windows of 16 kHz mono int16 PCM; log-mel front-end inside the graph. " + licence
+                            + ("Data carries no licence for redistribution: evaluation use; retrain on your own "
+                               "data for production. " if names - set(FREE_LICENCES) else "")
+                            + "Clip metrics (clip_*): the alerting's confirmation rule (3 of the last 5 consecutive "
+                            "1 s windows at score >= max(0.6, report threshold)) on each clip; on test through "
+                            "skysentry eval (trainer.field_eval), on val (…val.clip_*) a local copy of the rule. "
+                            "Report: " + str(run_dir / "report"))
     return TrainOutcome(onnx_path, card, run_dir, metrics, time.monotonic() - t_start)

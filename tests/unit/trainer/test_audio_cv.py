@@ -10,12 +10,13 @@ from .conftest import synthetic_audio_folder
 
 
 def test_cv_uses_only_train_and_val_groups(tmp_path, monkeypatch):
-    from trainer.data import DEFAULT_SEED, list_items, split_of
+    from trainer.data import DEFAULT_SEED, group_splits, list_items
 
     monkeypatch.setenv("SKYSENTRY_CACHE", str(tmp_path / "cache"))
     root = synthetic_audio_folder(tmp_path / "audio", clips=12)
     items = list_items(root, "audio")
-    splits = [split_of(it.group, DEFAULT_SEED) for it in items]
+    by_group = group_splits(items, DEFAULT_SEED)  # the trainer's split
+    splits = [by_group[it.group] for it in items]
     assert "test" in splits  # the folder has test groups, so leaving them out is checked
     d = cv_windows(root, DEFAULT_SEED)
     assert len(d["x"]) == sum(s != "test" for s in splits)  # one window per 1 s file
