@@ -4,13 +4,16 @@
    and create the topics;
 2. start the vision and audio processors (the shipped models in ``models/``) and the
    alerting service, each its own process, from one generated config;
-3. stream the synthetic camera and microphone (drones cross at known times) into Kafka;
+3. stream the synthetic camera and microphone (drones cross at known times) into Kafka, and
+   beside them two real field clips from ``samples/`` (a drone and a bird filmed outdoors),
+   each its own camera (``field-drone``, ``field-bird``) at 5 fps in real time, looping;
 4. show what flows: frames, audio windows, detections, alerts, and the notifications that
    reach the loopback stand-ins for the webhook, Slack and SMS;
 5. stop the producers, wait for the alerts to resolve, stop the services and print each
-   alert's lineage and the measured latencies.
+   alert's lineage, the measured latencies and, per field clip, what was detected and
+   whether it alerted (a drone detector should alert on the drone and not on the bird).
 
-    python -m deploy.local.demo [--seconds 40]
+    python -m deploy.local.demo [--seconds 40] [--no-field-clips]
 
 Services' logs go to ``.skysentry/demo/``; the stack keeps running afterwards.
 """
@@ -21,13 +24,14 @@ import argparse
 import asyncio
 from pathlib import Path
 
+from rich import box
 from rich.console import Console, Group
 from rich.live import Live
-from rich.table import Table
+from rich.table import Column, Table
 
 from alerting.testing import RecordingReceiver
 from deploy.local import stack
-from deploy.local.pipeline import Observed, RunReport, percentile, run_pipeline
+from deploy.local.pipeline import FieldClip, FieldResult, Observed, RunReport, percentile, run_pipeline, sample_clips
 from skysentry.config import Settings
 from skysentry.logs import setup_logging
 from skysentry.topics import ensure_topics
@@ -36,12 +40,21 @@ console = Console()
 WORKDIR = Path(".skysentry/demo")
 
 
-def render(seen: Observed, receiver: RecordingReceiver, elapsed: float, phase: str) -> Group:
+def render(seen: Observed, receiver: RecordingReceiver, elapsed: float, phase: str,
+           clips: tuple[FieldClip, ...] = (), camera_id: str = "cam-1") -> Group:
     flow = Table(title=f"SkySentry demo — {elapsed:5.1f}s — {phase}", expand=True)
     flow.add_column("stage")
     flow.add_column("count", justify="right")
     flow.add_column("detail")
-    flow.add_row("frames → sensor.frames", str(seen.counts["frame"]), "synthetic camera cam-1")
+    flow.add_row("frames → sensor.frames", str(seen.inputs_by_source[camera_id]), f"synthetic camera {camera_id}")
+    for clip in clips:
+        dets = [d for d in seen.detections.values() if d.source == clip.camera_id]
+        drones = sum(d.label == "drone" for d in dets)
+        alerted = any(a.source == clip.camera_id and a.event == "firing" for a in seen.alerts)
+        flow.add_row("frames → sensor.frames", str(seen.inputs_by_source[clip.camera_id]),
+                     f"field clip {clip.camera_id} ({clip.path.stem}): {drones} drone detections"
+                     f"{f', {len(dets) - drones} of other classes' if len(dets) > drones else ''}"
+                     f"{', [bold red]drone alert[/]' if alerted else ''}")
     flow.add_row("audio windows → sensor.audio", str(seen.counts["audio"]), "synthetic microphone mic-1")
     flow.add_row("detections (vision)", str(seen.modality_count("vision")),
                  f"{sum(n for (m, _), n in seen.summaries.items() if m == 'vision')} score summaries")
@@ -54,6 +67,24 @@ def render(seen: Observed, receiver: RecordingReceiver, elapsed: float, phase: s
     for a in seen.alerts[-6:]:
         recent.add_row(a.event, a.severity, f"{a.site}/{a.source}", f"{a.max_score:.2f}", str(len(a.detection_ids)))
     return Group(flow, recent)
+
+
+def field_table(results: list[FieldResult]) -> Table:
+    """The field-clips block: per real clip, what was sent and detected and whether a drone
+    alert fired. A drone detector should alert on a drone clip and on nothing else; a clip the
+    model gets wrong is marked, but it is a result about the model, not a failure of the run."""
+    table = Table(Column("camera", no_wrap=True, min_width=11), Column("clip", no_wrap=True, min_width=11),
+                  Column("frames", justify="right"), Column("drone det. (max)", justify="right"), "other labels",
+                  Column("drone alert", no_wrap=True), box=box.SIMPLE_HEAD, title_justify="left",
+                  title="field clips (real video from samples/, 5 fps)", caption_justify="left",
+                  caption="✓ as a drone detector should (alert on drones only); ✗ the model got it wrong")
+    for r in results:
+        table.add_row(
+            r.clip.camera_id, r.clip.path.stem, str(r.frames_sent),
+            f"{r.drone_detections}" + (f" ({r.max_drone_score:.2f})" if r.max_drone_score is not None else ""),
+            ", ".join(f"{label} {n}" for label, n in r.other_labels.items()) or "none",
+            f"{'[bold]yes[/]' if r.alerted else 'no'} {'[green]✓[/]' if r.as_expected else '[yellow]✗[/]'}")
+    return table
 
 
 def summarise(report: RunReport) -> None:
@@ -81,6 +112,8 @@ def summarise(report: RunReport) -> None:
     if alert:
         console.print(f"capture → webhook delivered (incl. k-of-n confirmation and group_wait): "
                       f"p50 {percentile(alert, 50):.0f} ms over {len(alert)} alert(s)")
+    if report.field_clips:
+        console.print(field_table(report.field_report()))
     for name, code in report.services.items():
         if code not in (0, None):
             console.print(f"[yellow]{name} exited with status {code}; see {WORKDIR}/{name}.log[/]")
@@ -88,17 +121,18 @@ def summarise(report: RunReport) -> None:
                   "`make stack-down` to stop it.")
 
 
-async def demo(seconds: float) -> RunReport:
+async def demo(seconds: float, field_clips: bool = True) -> RunReport:
     with console.status("starting the local stack (Kafka + Redis)…"):
         info = await asyncio.to_thread(stack.up)
     console.print(f"Kafka [bold]{info.bootstrap_servers}[/]   Redis [bold]{info.redis_url}[/]")
     settings = Settings(kafka={"bootstrap_servers": info.bootstrap_servers}, redis={"url": info.redis_url})
     await ensure_topics(settings.kafka, settings.topics)
+    clips = tuple(sample_clips()) if field_clips else ()
     with RecordingReceiver() as receiver, Live(console=console, refresh_per_second=4) as live:
         def tick(seen: Observed, elapsed: float, phase: str) -> None:
-            live.update(render(seen, receiver, elapsed, phase))
+            live.update(render(seen, receiver, elapsed, phase, clips, settings.camera.camera_id))
 
-        report = await run_pipeline(settings, receiver, WORKDIR, seconds=seconds, on_tick=tick)
+        report = await run_pipeline(settings, receiver, WORKDIR, seconds=seconds, field_clips=clips, on_tick=tick)
     summarise(report)
     return report
 
@@ -106,9 +140,11 @@ async def demo(seconds: float) -> RunReport:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=40.0, help="how long to stream (default 40)")
+    parser.add_argument("--no-field-clips", dest="field_clips", action="store_false",
+                        help="stream only the synthetic camera and microphone, not the real clips in samples/")
     args = parser.parse_args()
     setup_logging("WARNING", json_format=False)
-    report = asyncio.run(demo(args.seconds))
+    report = asyncio.run(demo(args.seconds, args.field_clips))
     if not report.observed.alerts:
         raise SystemExit("no alert fired: see the service logs in .skysentry/demo/")
 

@@ -10,12 +10,17 @@ receiver are stood in for by a real HTTP server on loopback (:class:`RecordingRe
 A :class:`Watcher` reads every topic so the run can be shown and checked: each alert's
 lineage (alert → detection ids → input event ids) and the end-to-end latency.
 
+Beside the synthetic sources, a run can stream real field clips (``samples/``: a drone and a
+bird filmed outdoors), each as its own camera at the camera's default 5 fps, looping; the
+:meth:`RunReport.field_report` says per clip what was sent, seen and alerted.
+
 Used by ``make demo`` (:mod:`deploy.local.demo`) and by ``tests/e2e``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import csv
 import os
 import secrets
 import time
@@ -23,7 +28,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import yaml
 from aiokafka import TopicPartition
@@ -33,11 +38,13 @@ from alerting.testing import Received, RecordingReceiver
 from producers.camera import CameraProducer
 from producers.microphone import MicrophoneProducer
 from skysentry.bus import make_consumer
-from skysentry.config import Settings, TopicSettings
+from skysentry.config import CameraSettings, Settings, TopicSettings
 from skysentry.messages import Alert, ContractError, Detection, ScoreSummary, decode_structured, header
 from skysentry.service import ServiceProcess
 
 ROOT = Path(__file__).resolve().parents[2]
+SAMPLES = ROOT / "samples"
+FIELD_SITE = "field"  # its own site: a field clip is never corroborated by, or muted with, the synthetic mic
 WEBHOOK_SECRET_ENV = "SKYSENTRY_ALERTING__CHANNELS__WEBHOOK__SECRET"
 TWILIO_TOKEN_ENV = "SKYSENTRY_ALERTING__CHANNELS__SMS__AUTH_TOKEN"
 
@@ -82,6 +89,58 @@ def pipeline_config(bootstrap: str, redis_url: str, receiver: RecordingReceiver,
     }
 
 
+# -- real field clips ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FieldClip:
+    """A real clip streamed as its own camera (its own alert fingerprint)."""
+
+    camera_id: str
+    path: Path
+    truth: str  # the class filmed: drone, bird, airplane, helicopter
+    distance: str = ""  # the dataset's distance bin: close, medium, distant
+
+    def camera(self, site: str = FIELD_SITE) -> CameraSettings:
+        """The camera's defaults (5 fps, taken from the 30 fps file played in real time), looping."""
+        return CameraSettings(source=str(self.path), camera_id=self.camera_id, site=site, loop=True)
+
+
+def sample_clips(folder: Path = SAMPLES) -> list[FieldClip]:
+    """The clips in ``samples/`` (their ``files.csv``), one camera each: ``field-<class>``."""
+    with open(folder / "files.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [FieldClip(f"field-{row['class']}", folder / Path(row["file"]).name, row["class"],
+                      row.get("distance_bin", "")) for row in sorted(rows, key=lambda r: r["class"] != "drone")]
+
+
+@dataclass
+class FieldResult:
+    """What became of one field clip in a run."""
+
+    clip: FieldClip
+    frames_sent: int
+    frames_seen: int  # on sensor.frames
+    summaries: int  # the vision processor's score summaries for this camera
+    detections: Counter  # label → detections
+    alerted: bool  # a firing alert of this camera, label drone
+    alert_labels: tuple[str, ...]  # labels of every alert of this camera (only drone, unless configured)
+    max_drone_score: float | None
+
+    @property
+    def drone_detections(self) -> int:
+        return self.detections.get("drone", 0)
+
+    @property
+    def other_labels(self) -> dict[str, int]:
+        return {label: n for label, n in sorted(self.detections.items()) if label != "drone"}
+
+    @property
+    def as_expected(self) -> bool:
+        """A drone clip alerts; any other does not."""
+        return self.alerted == (self.clip.truth == "drone")
+
+
 # -- watching the topics ---------------------------------------------------------------------
 
 
@@ -95,6 +154,7 @@ class Observed:
     summaries: Counter = field(default_factory=Counter)  # (modality, source) → heartbeats
     alerts: list[Alert] = field(default_factory=list)
     counts: Counter = field(default_factory=Counter)
+    inputs_by_source: Counter = field(default_factory=Counter)  # camera / microphone id → records
     invalid: Counter = field(default_factory=Counter)
 
     def modality_count(self, modality: str) -> int:
@@ -152,6 +212,7 @@ class Watcher:
         s = self.seen
         if kind in ("frame", "audio"):
             s.counts[kind] += 1
+            s.inputs_by_source[record.key.decode(errors="replace") if record.key else "?"] += 1
             ce_id, ce_time = header(record.headers, "ce_id"), header(record.headers, "ce_time")
             if ce_id and ce_time:
                 s.inputs[ce_id] = (topic, datetime.fromisoformat(ce_time))
@@ -179,9 +240,28 @@ class RunReport:
     notifications: list[Received]
     webhook_secret: str
     log_dir: Path  # the services' logs: <name>.log
-    producers: dict[str, dict[str, int]]
+    producers: dict[str, dict[str, int]]  # "camera", "microphone" (synthetic), and each field clip's camera id
     services: dict[str, int | None]  # exit status of each service
     service_errors: dict[str, list[dict]]
+    field_clips: tuple[FieldClip, ...] = ()
+
+    def field_report(self) -> list[FieldResult]:
+        """Per field clip: frames sent and seen, detections by label, and whether it alerted."""
+        seen = self.observed
+        out = []
+        for clip in self.field_clips:
+            dets = [d for d in seen.detections.values() if d.source == clip.camera_id]
+            alerts = [a for a in seen.alerts if a.source == clip.camera_id]
+            drone = [d.score for d in dets if d.label == "drone"]
+            out.append(FieldResult(
+                clip=clip, frames_sent=self.producers.get(clip.camera_id, {}).get("published", 0),
+                frames_seen=seen.inputs_by_source[clip.camera_id],
+                summaries=seen.summaries[("vision", clip.camera_id)],
+                detections=Counter(d.label for d in dets),
+                alerted=any(a.event == "firing" and a.label == "drone" for a in alerts),
+                alert_labels=tuple(sorted({a.label for a in alerts})),
+                max_drone_score=max(drone) if drone else None))
+        return out
 
     def notifications_on(self, path: str) -> list[Received]:
         return [r for r in self.notifications if r.path.startswith(path)]
@@ -240,10 +320,12 @@ def percentile(values: list[float], q: float) -> float | None:
 
 async def run_pipeline(settings: Settings, receiver: RecordingReceiver, workdir: Path, *, seconds: float,
                        name: str = "demo", resolve_wait_s: float = 15.0, start_timeout_s: float = 180.0,
+                       field_clips: Sequence[FieldClip] = (), synthetic: bool = True,
                        on_tick: Callable[[Observed, float, str], None] = lambda seen, elapsed, phase: None,
                        ) -> RunReport:
-    """Start the services, stream the synthetic camera and microphone for ``seconds``, wait
-    for the alerts to resolve, stop everything; return what was seen."""
+    """Start the services, stream the synthetic camera and microphone (unless ``synthetic`` is
+    false) and each of ``field_clips`` as its own camera for ``seconds``, wait for the alerts
+    to resolve, stop everything; return what was seen."""
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "skysentry.yaml"
     doc = pipeline_config(settings.kafka.bootstrap_servers, settings.redis.url.get_secret_value(), receiver,
@@ -256,8 +338,12 @@ async def run_pipeline(settings: Settings, receiver: RecordingReceiver, workdir:
                 for key, name, args in (("vision", "vision processor", ["stream_processors", "vision"]),
                                         ("audio", "audio processor", ["stream_processors", "audio"]),
                                         ("alerting", "alerting", ["alerting", "run"]))}
-    camera = CameraProducer(settings.camera, settings.kafka, settings.topics)
-    mic = MicrophoneProducer(settings.mic, settings.kafka, settings.topics)
+    producers: dict[str, CameraProducer | MicrophoneProducer] = {}
+    if synthetic:
+        producers["camera"] = CameraProducer(settings.camera, settings.kafka, settings.topics)
+        producers["microphone"] = MicrophoneProducer(settings.mic, settings.kafka, settings.topics)
+    for clip in field_clips:
+        producers[clip.camera_id] = CameraProducer(clip.camera(), settings.kafka, settings.topics)
     t0 = time.monotonic()
     try:
         async with Watcher(settings) as watcher:
@@ -271,7 +357,7 @@ async def run_pipeline(settings: Settings, receiver: RecordingReceiver, workdir:
                 t.result()  # raise why a service did not start
 
             stop = asyncio.Event()
-            producing = [asyncio.create_task(camera.run(stop)), asyncio.create_task(mic.run(stop))]
+            producing = [asyncio.create_task(p.run(stop)) for p in producers.values()]
             t1 = time.monotonic()
             while time.monotonic() - t1 < seconds and not any(p.done() for p in producing):
                 on_tick(watcher.seen, time.monotonic() - t0, "streaming")
@@ -289,9 +375,9 @@ async def run_pipeline(settings: Settings, receiver: RecordingReceiver, workdir:
         exits = {name_: await asyncio.to_thread(svc.stop) for name_, svc in services.items()}
     return RunReport(
         observed=watcher.seen, notifications=receiver.requests(), webhook_secret=secret, log_dir=workdir,
-        producers={"camera": {"published": camera.publisher.stats.published, "dropped": camera.publisher.stats.dropped},
-                   "microphone": {"published": mic.publisher.stats.published, "dropped": mic.publisher.stats.dropped}},
-        services=exits, service_errors={n: s.errors() for n, s in services.items()})
+        producers={key: {"published": p.publisher.stats.published, "dropped": p.publisher.stats.dropped}
+                   for key, p in producers.items() if p.publisher is not None},
+        services=exits, service_errors={n: s.errors() for n, s in services.items()}, field_clips=tuple(field_clips))
 
 
 def _all_resolved(seen: Observed) -> bool:
