@@ -12,12 +12,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
-setup: system-deps $(STAMP) models/vision.onnx ## venv with the package (+dev, +train extras), Redis, PortAudio, the vision model
-
-# git tracks only what training changed over the ImageNet backbone (models/vision.delta.npz);
-# the 13.6 MB ONNX file is rebuilt from it and the backbone package (trainer/vision_delta.py).
-models/vision.onnx: models/vision.delta.npz models/vision.json | $(STAMP)
-	$(PY) -m trainer.vision_delta
+setup: system-deps $(STAMP) ## venv with the package (+dev, +train extras), Redis, PortAudio
 
 system-deps: ## redis-server and libportaudio2 from Debian, when missing
 	@if ! command -v redis-server >/dev/null || ! ldconfig -p | grep -q libportaudio.so.2; then \

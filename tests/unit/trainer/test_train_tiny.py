@@ -55,19 +55,55 @@ def test_tiny_audio_run_exports_a_servable_model(tmp_path, monkeypatch, arch):
     assert scores.shape == (2,) and np.all((scores >= 0) & (scores <= 1))
 
 
-def test_tiny_vision_run_exports_a_servable_model(tmp_path, monkeypatch):
+def _field_video_folder(root: Path, clips_per_class: int = 3, frames: int = 12) -> Path:
+    """ddd_video's layout in miniature: CLASS/*.mp4 (128x96) with a dark target moving across
+    the sky, files.csv (group per clip) and labels.csv (one box per frame, 1-based)."""
+    import csv
+
+    import cv2
+
+    rows, labels = [], []
+    for cls, size in (("drone", 10), ("bird", 14)):
+        (root / cls).mkdir(parents=True)
+        for c in range(clips_per_class):
+            rel = f"{cls}/V_{cls.upper()}_{c:03d}.mp4"
+            out = cv2.VideoWriter(str(root / rel), cv2.VideoWriter_fourcc(*"mp4v"), 30, (128, 96))
+            for f in range(1, frames + 1):
+                img = np.full((96, 128, 3), (200, 170, 140), np.uint8)
+                x, y = 10 + 7 * f, 20 + 3 * c
+                if cls == "drone":
+                    cv2.rectangle(img, (x, y), (x + size, y + size // 2), (30, 30, 30), -1)
+                else:
+                    cv2.line(img, (x, y), (x + size, y + 4), (60, 50, 40), 2)
+                out.write(img)
+                labels.append([rel, f, cls, x, y, size, size // 2 + 4])
+            out.release()
+            rows.append([rel, cls, f"{cls}-{c:02d}", "medium", frames, 30.0, 128, 96])
+    with open(root / "files.csv", "w", newline="") as f:
+        csv.writer(f).writerows([["file", "class", "group", "distance_bin", "frames", "fps", "width", "height"], *rows])
+    with open(root / "labels.csv", "w", newline="") as f:
+        csv.writer(f).writerows([["file", "frame", "class", "x", "y", "w", "h"], *labels])
+    return root
+
+
+def test_tiny_vision_run_on_field_video_and_images_exports_a_servable_four_class_model(tmp_path, monkeypatch):
     from detectors.vision import VisionDetector, VisionDetectorConfig
     from trainer.train_vision import train_vision
 
     monkeypatch.setenv("SKYSENTRY_CACHE", str(tmp_path / "cache"))
-    data = _image_folder(tmp_path / "img")
-    out = train_vision([data], tmp_path / "out", epochs=1, synthetic_scenes=0, variants=1, size=64, batch=8,
-                       run_dir=tmp_path / "run")
-    assert out.card.parity_max_abs_diff is not None and out.card.parity_max_abs_diff < 1e-3
-    assert out.card.outputs == ["score", "boxes", "box_scores"]
-    det = VisionDetector.load(VisionDetectorConfig(model=out.model_path))
-    res = det.infer([det.prepare_rgb(np.full((96, 128, 3), 180, np.uint8))])
-    assert 0 <= res[0].score <= 1
+    images = _image_folder(tmp_path / "img")
+    video = _field_video_folder(tmp_path / "video")
+    out = train_vision([video, images], tmp_path / "out", epochs=1, width=128, height=96, batch=8, frame_step=3,
+                       val_frame_step=4, run_dir=tmp_path / "run")
+    card = out.card
+    assert card.parity_max_abs_diff is not None and card.parity_max_abs_diff < 1e-3
+    assert card.outputs == ["score", "boxes", "box_scores"] and card.labels == ["drone", "bird", "airplane",
+                                                                                 "helicopter"]
+    assert card.input.shape == ["batch", 96, 128, 3]
+    assert {d.name for d in card.data} == {"video", "img"}
+    det = VisionDetector.load(VisionDetectorConfig(model=out.model_path, box_threshold=0.0))
+    (res,) = det.infer([det.prepare_rgb(np.full((96, 128, 3), 180, np.uint8))])
+    assert 0 <= res.score <= 1 and {b.label for b in res.boxes} <= set(card.labels)
 
 
 def test_audio_effnet_starts_from_the_imagenet_stem_summed_to_one_channel():
