@@ -1,6 +1,10 @@
 """End to end on the real broker and Redis, every service its own process, the shipped models:
-synthetic camera + microphone → processors → detections → alerting → webhook / Slack / SMS
-stand-ins on loopback. The same run as ``make demo`` (deploy/local/pipeline.py), shorter."""
+a camera and the synthetic microphone of one site → processors → detections → alerting →
+webhook / Slack / SMS stand-ins on loopback. The same run as ``make demo``
+(deploy/local/pipeline.py), shorter. The camera plays the real drone clip of ``samples/``
+(looping, 5 fps): the shipped vision model is trained on real sky footage and reports the
+synthetic scene's procedural drones as birds, while this test is about the pipeline and the
+alerting's corroboration, which need a drone on camera while the microphone hears rotors."""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ import uuid
 import pytest
 
 from alerting.testing import RecordingReceiver
-from deploy.local.pipeline import percentile, run_pipeline
+from deploy.local.pipeline import percentile, run_pipeline, sample_clips
 from skysentry.config import Settings, TopicSettings
 from skysentry.topics import ensure_topics
 
@@ -22,11 +26,12 @@ async def report(stack, tmp_path_factory):
     uid = uuid.uuid4().hex[:8]
     topics = TopicSettings(frames=f"e2e-{uid}.frames", audio=f"e2e-{uid}.audio", detections=f"e2e-{uid}.detections",
                            alerts=f"e2e-{uid}.alerts", models=f"e2e-{uid}.models", partitions=3)
+    drone = next(c for c in sample_clips() if c.truth == "drone")
     settings = Settings(kafka={"bootstrap_servers": stack.bootstrap_servers}, redis={"url": stack.redis_url},
-                        topics=topics)
+                        topics=topics, camera={"source": str(drone.path), "loop": True})
     await ensure_topics(settings.kafka, settings.topics)
-    # 18 s of streaming: the synthetic scene's first drone pass (0.8–5.8 s) and the synthetic
-    # microphone's first rotor interval (mic-1: 9.2–14.2 s) both fall inside it.
+    # 18 s of streaming: the drone is in the clip throughout, and the synthetic microphone's
+    # first rotor interval (mic-1: 9.2–14.2 s) falls inside it.
     with RecordingReceiver() as receiver:
         return await run_pipeline(settings, receiver, tmp_path_factory.mktemp("e2e"), seconds=18,
                                   name=f"e2e-{uid}", resolve_wait_s=20)
