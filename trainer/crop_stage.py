@@ -21,20 +21,14 @@ The trunk's pooled features are computed once with ONNX Runtime; the MLP trains 
 
 from __future__ import annotations
 
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
 from detectors.imaging import letterbox
-from trainer.data import list_items, split_items
-from trainer.field_eval import read_labels
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    from trainer.metrics import box_iou
-
-    return box_iou(a, b)
+from trainer.data import dataset_quirks, list_items, split_items
+from trainer.field_eval import decode_frames, read_labels
+from trainer.metrics import box_iou
 
 
 def _regions(boxes_px: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -104,17 +98,17 @@ def build_regions(video_roots: list[Path], image_roots: list[Path], classes: tup
                 rows = labels.get(it.rel, {})
                 cls = classes.index(it.label) + 1 if it.label in classes else 0
                 cap = cv2.VideoCapture(str(it.path))
-                f = 0
-                while True:
-                    ok, bgr = cap.read()
-                    if not ok:
-                        break
-                    f += 1
+
+                def wanted(i: int, rows=rows) -> bool:  # a labelled region or a proposals frame
+                    return ((i + 1) % label_step == 0 and i + 1 in rows) or (i + 1) % proposal_step == 0
+
+                for i, rgb in decode_frames(cap, wanted):
+                    if rgb is None:
+                        continue
+                    f = i + 1  # labels.csv frames are 1-based
                     want_label = f % label_step == 0 and f in rows
                     want_prop = f % proposal_step == 0
-                    if not (want_label or want_prop):
-                        continue
-                    canvas, lb = letterbox(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), width, height)
+                    canvas, lb = letterbox(rgb, width, height)
                     truth = np.zeros((0, 4), np.float32)
                     if f in rows:
                         x, y, w, h = rows[f]
@@ -126,7 +120,7 @@ def build_regions(video_roots: list[Path], image_roots: list[Path], classes: tup
                     if want_prop:
                         props, obj = sess.run(None, {"image": canvas[None]})
                         props, obj = props[0], obj[0]
-                        far = (_iou(props, truth).max(axis=1) < 0.1) if len(truth) else np.ones(len(props), bool)
+                        far = (box_iou(props, truth).max(axis=1) < 0.1) if len(truth) else np.ones(len(props), bool)
                         for b in props[far & (obj >= 0.02)]:
                             boxes.append(b)
                             labs.append(0)
@@ -134,8 +128,6 @@ def build_regions(video_roots: list[Path], image_roots: list[Path], classes: tup
                 cap.release()
     for root in image_roots:
         items = list_items(root, "image")
-        from trainer.data import dataset_quirks
-
         crop = dataset_quirks(root).get("crop_bottom", 0)
         for split, its in split_items(items, seed).items():
             if split not in sets:
@@ -193,11 +185,3 @@ def train_mlp(classifier, x_tr: np.ndarray, y_tr: np.ndarray, x_va: np.ndarray, 
         console.print(f"crop classifier: val macro recall {best[0]:.3f} at epoch {best[1]}; per class {per_class}")
     return {"crop_val_macro_recall": best[0], "crop_best_epoch": float(best[1]),
             **{f"crop_val_recall_{c}": v for c, v in per_class.items()}}
-
-
-def confusion_by_group(pred: np.ndarray, y: np.ndarray, groups: list[str]) -> dict:
-    """Per group, how many regions of each true class were called each class (for the report)."""
-    out: dict = defaultdict(lambda: defaultdict(int))
-    for p, t, g in zip(pred, y, groups):
-        out[g][f"{t}->{p}"] += 1
-    return {g: dict(v) for g, v in out.items()}

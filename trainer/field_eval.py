@@ -123,7 +123,7 @@ def _normalised(box: tuple[float, float, float, float], width: int, height: int)
     return np.clip(np.array([x / width, y / height, (x + w) / width, (y + h) / height], np.float32), 0, 1)
 
 
-def _decode(cap: cv2.VideoCapture, wanted: Callable[[int], bool]) -> Iterator[tuple[int, np.ndarray | None]]:
+def decode_frames(cap: cv2.VideoCapture, wanted: Callable[[int], bool]) -> Iterator[tuple[int, np.ndarray | None]]:
     """(index, RGB or None) for every frame; frames not wanted are only grabbed, not decoded to RGB."""
     i = 0
     while True:
@@ -167,7 +167,7 @@ def score_clip(detector, item: Item, labels: dict[int, tuple[float, float, float
         pending.clear()
 
     try:
-        for i, rgb in _decode(cap, lambda i: i % every == 0 or i % clip.step == 0):
+        for i, rgb in decode_frames(cap, lambda i: i % every == 0 or i % clip.step == 0):
             clip.decoded = i + 1
             if rgb is not None:
                 pending.append((i, rgb))
@@ -328,6 +328,33 @@ async def _confirm(url: str, clips: Sequence[Sequence[Window]], modality: str, r
             await client.delete(*keys)
         await client.aclose()
     return out
+
+
+def confirm_settings() -> tuple[int, int, float]:
+    """(k, n, threshold) of the alerting's default confirmation (alerting/config.py)."""
+    from alerting.config import AlertingSettings
+
+    c = AlertingSettings().confirm
+    return c.k, c.n, c.threshold
+
+
+def confirmed(hits: np.ndarray, k: int | None = None, n: int | None = None) -> bool:
+    """Whether the alerting's confirmation fires on one clip's consecutive windows: at some
+    window, at least ``k`` of the last ``n`` (fewer at the start of the clip) were hits. A replay
+    of the rule for training-time choices (validation clips; no Redis needed); every reported
+    test number comes from :func:`confirm_clips`, the alerting's own rule."""
+    if k is None or n is None:
+        k0, n0, _ = confirm_settings()
+        k, n = k or k0, n or n0
+    c = np.r_[0, np.cumsum(np.asarray(hits, bool).astype(int))]
+    return bool(any(c[i + 1] - c[max(0, i + 1 - n)] >= k for i in range(len(c) - 1)))
+
+
+def alert_threshold(report_at: float) -> float:
+    """The score a window needs to count toward a confirmation: the processor only sends
+    detections at or above the card's report threshold, the alerting counts those at or above
+    its confirmation threshold (0.6)."""
+    return max(confirm_settings()[2], report_at)
 
 
 def confirm_rule() -> str:

@@ -36,6 +36,7 @@ from trainer.audio_recipe import Recipe, fit_windows
 from trainer.common import (FREE_LICENCES, TrainOutcome, cache_dir, measure_held_out, new_version, provenance,
                             synthetic_provenance)
 from trainer.data import DEFAULT_SEED, Item, data_digest, group_splits, item_digest_entries, list_items, split_of
+from trainer.field_eval import alert_threshold, clip_metrics as field_clip_metrics, confirmed
 
 DROWNED_FRAC = 0.1
 # Hard negatives named by the dataset README (engine-like, buzzing, rotor-like sounds) plus other
@@ -144,42 +145,14 @@ def folder_windows(root: Path, seed: int = DEFAULT_SEED, *, train_hop: int = TRA
                          ambient, max(1, repeat), int(sum(drowned_i & (split_i == "train"))))
 
 
-def confirm_settings() -> tuple[int, int, float]:
-    """(k, n, threshold) of the alerting's default confirmation (alerting/config.py)."""
-    from alerting.config import AlertingSettings
-
-    c = AlertingSettings().confirm
-    return c.k, c.n, c.threshold
-
-
-def confirmed(hits: np.ndarray, k: int | None = None, n: int | None = None) -> bool:
-    """Whether the alerting's confirmation fires on one clip's consecutive windows: at some
-    window, at least ``k`` of the last ``n`` (fewer at the start of the clip) were hits. A local
-    copy of the rule for training-time reporting (validation clips, from PyTorch scores);
-    ``skysentry eval`` / :mod:`trainer.field_eval` run the alerting's own rule on the test split."""
-    if k is None or n is None:
-        k0, n0, _ = confirm_settings()
-        k, n = k or k0, n or n0
-    c = np.r_[0, np.cumsum(np.asarray(hits, bool).astype(int))]
-    return bool(any(c[i + 1] - c[max(0, i + 1 - n)] >= k for i in range(len(c) - 1)))
-
-
 def clip_metrics(labels: list[str], scores: np.ndarray, owner: np.ndarray, threshold: float) -> dict:
-    """Clip-level numbers through :func:`confirmed`, named as :func:`trainer.field_eval.clip_metrics`
+    """Clip-level numbers through :func:`trainer.field_eval.confirmed`, named as
+    :func:`trainer.field_eval.clip_metrics`
     names them (``clip_f1``, ``clip_recall``, ``clip_false_alarm_<class>``, ...): ``labels`` is
     each clip's class (``drone`` positive), ``owner`` the clip of each consecutive 1 s window, a
-    window is a hit at ``threshold`` (:func:`alert_threshold`)."""
-    from trainer.field_eval import clip_metrics as field_clip_metrics
-
+    window is a hit at ``threshold`` (:func:`trainer.field_eval.alert_threshold`)."""
     alerted = [confirmed(scores[owner == i] >= threshold) for i in range(len(labels))]
     return {"clip_threshold": float(threshold), **field_clip_metrics(labels, alerted)}
-
-
-def alert_threshold(report_at: float) -> float:
-    """The score a window needs to count toward a confirmation: the processor only sends
-    detections at or above the card's report threshold, the alerting counts those at or above
-    its confirmation threshold (0.6)."""
-    return max(confirm_settings()[2], report_at)
 
 
 def train_audio(data: list[Path], out: Path = Path("models"), *, epochs: int = 12, eval_data: list[Path] = (),

@@ -38,10 +38,9 @@ from detectors.imaging import PAD_VALUE, letterbox
 from trainer.common import TrainOutcome, cache_dir, measure_held_out, new_version, provenance
 from trainer.data import DEFAULT_SEED, Item, data_digest, dataset_quirks, item_digest_entries, list_items, split_items
 from trainer.evaluate import read_image, read_yolo
-from trainer.field_eval import is_video_folder, read_labels
+from trainer.field_eval import alert_threshold, confirmed, decode_frames, is_video_folder, read_labels
 
 AUG_VERSION = 5  # bump when placement/augmentation changes (invalidates the feature cache)
-FIELD_LICENCE = "CC0 1.0"
 
 
 @dataclass
@@ -60,17 +59,14 @@ class Sample:
 
 def read_frames(path: Path, frames: list[int]) -> dict[int, np.ndarray]:
     """The wanted frames (1-based) of a video, RGB, decoding it once front to back."""
-    want, out = set(frames), {}
+    want, out = {f - 1 for f in frames}, {}
     cap = cv2.VideoCapture(str(path))
-    i = 0
     try:
-        while len(out) < len(want):
-            ok, bgr = cap.read()
-            if not ok:
+        for i, rgb in decode_frames(cap, want.__contains__):
+            if rgb is not None:
+                out[i + 1] = rgb
+            if len(out) == len(want):
                 break
-            i += 1
-            if i in want:
-                out[i] = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
     finally:
         cap.release()
     return out
@@ -100,7 +96,7 @@ def video_samples(root: Path, classes: tuple[str, ...], seed: int, steps: dict[s
                 else:
                     b, c = np.zeros((0, 4), np.float32), np.zeros(0, np.int64)
                 out.append(Sample(None, b, c, split=split, source=root.name, native=True,
-                                  meta={"path": it.path, "frame": f, "frames": frames, "clip": it.rel}))
+                                  meta={"path": it.path, "frame": f, "clip": it.rel}))
     return out, [it for s in ("train", "val") for it in splits[s]]
 
 
@@ -167,7 +163,7 @@ def place(rgb: np.ndarray, boxes: np.ndarray, width: int, height: int, rng=None,
     return canvas, b[ok], keep[ok]
 
 
-def targets(boxes: np.ndarray, box_cls: np.ndarray, n_classes: int, width: int, height: int, stride: int,
+def targets(boxes: np.ndarray, box_cls: np.ndarray, width: int, height: int, stride: int,
             radius: float = 1.5) -> tuple[np.ndarray, np.ndarray]:
     """FCOS-style targets per cell: class (−1 = none) and the assigned box in px. A cell is
     positive for a box when its centre is inside the box and within ``radius`` cells of the
@@ -203,8 +199,7 @@ class FeatureCache:
 
         from trainer.vision_model import TAP_CHANNELS
 
-        opts = ort.SessionOptions()
-        self.session = ort.InferenceSession(str(taps_onnx), opts, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(str(taps_onnx), providers=["CPUExecutionProvider"])
         self.dir = cache_dir() / f"vision-field-{key}"
         self.dir.mkdir(parents=True, exist_ok=True)
         shapes = {"f8": 8, "f16": 16, "f32": 32}
@@ -368,7 +363,7 @@ def train_vision(data: list[Path], out: Path = Path("models"), *, epochs: int = 
                 progress.update(task, advance=len(idx))
         cache.save()
         np.savez(placed_path, boxes=np.array(placed_boxes, dtype=object))
-    tg = [targets(b, c, len(classes), width, height, STRIDE) for b, c in placed_boxes]
+    tg = [targets(b, c, width, height, STRIDE) for b, c in placed_boxes]
     cls_t = np.stack([t[0] for t in tg])
     box_t = np.stack([t[1] for t in tg])
     present = np.zeros((len(everything), len(classes)), bool)
@@ -523,8 +518,8 @@ def choose_report_threshold(onnx_path: Path, videos: list[Path], *, seed: int, c
                             ) -> tuple[float, dict]:
     """The report threshold, chosen on the val clips (never test) at the clip level: frames
     sampled at the camera's fps, a clip alerts when 3 of 5 consecutive frames score at least
-    max(threshold, 0.6) (the alerting's default rule, replayed in Python for speed here; the
-    measurement uses the rule itself, in Redis). Among thresholds whose confuser clips alert at
+    max(threshold, 0.6) (the alerting's default rule, replayed by :func:`trainer.field_eval.confirmed`;
+    the measurement uses the rule itself, in Redis). Among thresholds whose confuser clips alert at
     most 10 % of the time, the one with the best drone recall; else the fewest false alarms."""
     from detectors.vision import VisionDetector, VisionDetectorConfig
     from trainer.field_eval import read_labels, score_clip
@@ -539,13 +534,9 @@ def choose_report_threshold(onnx_path: Path, videos: list[Path], *, seed: int, c
     if not clips:
         return 0.5, {}
 
-    def alerted(s: np.ndarray, t: float) -> bool:
-        hit = (s >= max(t, 0.6)).astype(int)
-        return bool(len(hit) >= 3 and np.convolve(hit, np.ones(5, int), "valid" if len(hit) >= 5 else "full").max() >= 3)
-
     rows = []
     for t in grid:
-        a = np.array([alerted(s, t) for _, s in clips])
+        a = np.array([confirmed(s >= alert_threshold(t)) for _, s in clips])
         pos = np.array([p for p, _ in clips])
         rows.append((float(t), float(a[pos].mean()) if pos.any() else 0.0, float(a[~pos].mean()) if (~pos).any() else 0.0))
     ok = [r for r in rows if r[2] <= 0.10]

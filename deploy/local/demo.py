@@ -48,13 +48,12 @@ def render(seen: Observed, receiver: RecordingReceiver, elapsed: float, phase: s
     flow.add_column("detail")
     flow.add_row("frames → sensor.frames", str(seen.inputs_by_source[camera_id]), f"synthetic camera {camera_id}")
     for clip in clips:
-        dets = [d for d in seen.detections.values() if d.source == clip.camera_id]
-        drones = sum(d.label == "drone" for d in dets)
-        alerted = any(a.source == clip.camera_id and a.event == "firing" for a in seen.alerts)
-        flow.add_row("frames → sensor.frames", str(seen.inputs_by_source[clip.camera_id]),
-                     f"field clip {clip.camera_id} ({clip.path.stem}): {drones} drone detections"
-                     f"{f', {len(dets) - drones} of other classes' if len(dets) > drones else ''}"
-                     f"{', [bold red]drone alert[/]' if alerted else ''}")
+        r = seen.clip_result(clip)
+        others = sum(r.other_labels.values())
+        flow.add_row("frames → sensor.frames", str(r.frames_seen),
+                     f"field clip {clip.camera_id} ({clip.path.stem}): {r.drone_detections} drone detections"
+                     f"{f', {others} of other classes' if others else ''}"
+                     f"{', [bold red]drone alert[/]' if r.alerted else ''}")
     flow.add_row("audio windows → sensor.audio", str(seen.counts["audio"]), "synthetic microphone mic-1")
     flow.add_row("detections (vision)", str(seen.modality_count("vision")),
                  f"{sum(n for (m, _), n in seen.summaries.items() if m == 'vision')} score summaries")

@@ -157,6 +157,18 @@ class Observed:
     inputs_by_source: Counter = field(default_factory=Counter)  # camera / microphone id → records
     invalid: Counter = field(default_factory=Counter)
 
+    def clip_result(self, clip: FieldClip, frames_sent: int = 0) -> FieldResult:
+        """What has become of one field clip so far: frames, detections by label, whether a drone
+        alert fired (the demo's live view and the final report both read this)."""
+        dets = [d for d in self.detections.values() if d.source == clip.camera_id]
+        alerts = [a for a in self.alerts if a.source == clip.camera_id]
+        drone = [d.score for d in dets if d.label == "drone"]
+        return FieldResult(
+            clip=clip, frames_sent=frames_sent, frames_seen=self.inputs_by_source[clip.camera_id],
+            summaries=self.summaries[("vision", clip.camera_id)], detections=Counter(d.label for d in dets),
+            alerted=any(a.event == "firing" and a.label == "drone" for a in alerts),
+            alert_labels=tuple(sorted({a.label for a in alerts})), max_drone_score=max(drone) if drone else None)
+
     def modality_count(self, modality: str) -> int:
         return sum(1 for d in self.detections.values() if d.modality == modality)
 
@@ -247,21 +259,8 @@ class RunReport:
 
     def field_report(self) -> list[FieldResult]:
         """Per field clip: frames sent and seen, detections by label, and whether it alerted."""
-        seen = self.observed
-        out = []
-        for clip in self.field_clips:
-            dets = [d for d in seen.detections.values() if d.source == clip.camera_id]
-            alerts = [a for a in seen.alerts if a.source == clip.camera_id]
-            drone = [d.score for d in dets if d.label == "drone"]
-            out.append(FieldResult(
-                clip=clip, frames_sent=self.producers.get(clip.camera_id, {}).get("published", 0),
-                frames_seen=seen.inputs_by_source[clip.camera_id],
-                summaries=seen.summaries[("vision", clip.camera_id)],
-                detections=Counter(d.label for d in dets),
-                alerted=any(a.event == "firing" and a.label == "drone" for a in alerts),
-                alert_labels=tuple(sorted({a.label for a in alerts})),
-                max_drone_score=max(drone) if drone else None))
-        return out
+        return [self.observed.clip_result(clip, self.producers.get(clip.camera_id, {}).get("published", 0))
+                for clip in self.field_clips]
 
     def notifications_on(self, path: str) -> list[Received]:
         return [r for r in self.notifications if r.path.startswith(path)]

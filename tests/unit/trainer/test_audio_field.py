@@ -14,7 +14,8 @@ import pytest
 import soundfile as sf
 
 from trainer.data import group_splits, list_items
-from trainer.train_audio import clip_metrics, confirmed, folder_windows
+from trainer.field_eval import confirmed
+from trainer.train_audio import clip_metrics, folder_windows
 
 CLASSES = ("drone", "helicopter", "background")
 SR = 16_000
