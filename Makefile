@@ -50,7 +50,7 @@ stack-up: setup ## start the local Kafka + Redis
 	$(VENV)/bin/skysentry stack up
 stack-down: ## stop the local Kafka + Redis
 	$(VENV)/bin/skysentry stack down
-stack-status:
+stack-status: ## whether the local Kafka + Redis run (exit 1 when one is stopped)
 	$(VENV)/bin/skysentry stack status
 
 schemas: setup ## regenerate docs/schemas/ from the message models

@@ -44,6 +44,52 @@ def _mount_services() -> None:
     app.add_typer(trainer_app)  # no name: `train`, `eval`, `retrain` sit at the top level
 
 
+# What each command's exit status means, shown at the end of its --help. Kept here, beside the
+# mounting, so every command (the services' too) says it the same way; the test of the help
+# fails on a command missing from this table.
+KAFKA_DOWN = "2 Kafka not reachable"
+SERVICE = "0 stopped by SIGTERM/SIGINT"
+PROCESSOR = (f"{SERVICE}; 1 the processor crashed (uncommitted input is read again on restart); 2 invalid "
+             "settings or a model refused; 75 outputs not delivered at shutdown (read again on restart)")
+EXIT_STATUS: dict[str, str] = {
+    "camera": f"0 the source ended (end of file, --max-frames) or SIGTERM/SIGINT; 2 source unavailable; {KAFKA_DOWN}",
+    "mic": f"0 the source ended (end of file, --max-windows) or SIGTERM/SIGINT; 2 source unavailable; {KAFKA_DOWN}",
+    "topics create": f"0 every topic exists and has partition leaders; {KAFKA_DOWN}",
+    "topics describe": f"0 shown; {KAFKA_DOWN}",
+    "tail": f"0 --max reached, --timeout-s without a record, or Ctrl-C; {KAFKA_DOWN}",
+    "schemas": "0 printed or written",
+    "stack up": "0 Kafka and Redis answer; 1 a server did not start (the message says why)",
+    "stack down": "0 stopped; 1 a server could not be stopped",
+    "stack status": "0 Kafka and Redis both run; 1 one of them is stopped",
+    "synth video": "0 written; 2 the output path cannot be written",
+    "synth audio": "0 written; 2 the output path cannot be written",
+    "process vision": PROCESSOR,
+    "process audio": PROCESSOR,
+    "alert run": f"{SERVICE}; 1 the service did not start; 2 config file missing or invalid",
+    "alert status": "0 shown; 1 Redis not readable; 2 config file missing or invalid",
+    "alert test-channel": "0 every target delivered; 1 a delivery failed; 2 no such channel, or config invalid",
+    "alert silence add": "0 added; 2 invalid matchers, duration or config",
+    "alert silence list": "0 shown; 2 config file missing or invalid",
+    "alert silence expire": "0 expired; 1 no active silence with that id; 2 config file missing or invalid",
+    "detect": "0 every result printed; 2 unknown file kind, model refused or wrong for the file, or undecodable input",
+    "train": "0 trained and exported (the model card says how well)",
+    "eval": "0 measured",
+    "retrain": "0 the candidate was promoted; 3 refused: not better than the current model",
+}
+ANY_COMMAND = ("Any command exits 2 on a usage error (unknown option, bad value) and 1 on an unexpected error, "
+               "with its traceback.")
+
+
+def _document_exit_status(typer_app: typer.Typer, prefix: tuple[str, ...] = ()) -> None:
+    """Append each command's line of EXIT_STATUS to its help (typer builds the click commands
+    from these infos when the app runs, so setting the epilog here reaches every command)."""
+    for info in typer_app.registered_commands:
+        path = " ".join((*prefix, info.name or info.callback.__name__.replace("_", "-")))
+        info.epilog = f"Exit status: {EXIT_STATUS[path]}. {ANY_COMMAND}"
+    for group in typer_app.registered_groups:
+        _document_exit_status(group.typer_instance, (*prefix, group.name) if group.name else prefix)
+
+
 _mount_services()
 console = Console(stderr=True, soft_wrap=True)
 
@@ -231,6 +277,8 @@ def schemas(write: Annotated[bool, typer.Option("--write", help="Regenerate docs
 def main() -> None:  # pragma: no cover - console entry point
     app()
 
+
+_document_exit_status(app)
 
 if __name__ == "__main__":  # pragma: no cover
     app()
