@@ -12,7 +12,6 @@ late detection) can never both send "firing".
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 
@@ -20,6 +19,7 @@ from alerting import faults, metrics
 from alerting.channels.base import Channel
 from alerting.config import AlertingSettings
 from alerting.events import ALERTS_CHANNEL, alert_of
+from alerting.ids import idempotency_key
 from alerting.inhibition import Inhibitor
 from alerting.lifecycle import Decision, Timing, evaluate, resolve_at
 from alerting.notification import Evidence, Notification
@@ -30,13 +30,7 @@ from skysentry.logs import kv
 
 log = logging.getLogger(__name__)
 
-_KEYS = uuid.UUID("5a1e7c3e-2f0b-4d61-9d3c-6b8e2f1a7c55")
 COMMIT_ATTEMPTS = 8
-
-
-def idempotency_key(fp: str, inc: int, route: str, event: str, seq: int, channel: str, target: str | None) -> str:
-    """Deterministic: the same decision always yields the same key (a UUID, fit for a header)."""
-    return str(uuid.uuid5(_KEYS, f"{fp}/{inc}/{route}/{event}/{seq}/{channel}/{target or ''}"))
 
 
 class Dispatcher:
@@ -49,6 +43,7 @@ class Dispatcher:
         self.inhibitor = inhibitor
         self.channels = channels
         self.on_outbox = on_outbox
+        self.prefix = settings.key_prefix
         self.timing = Timing(int(settings.resolve_after * 1000), int(settings.mute_recheck * 1000))
 
     async def tick(self, fp: str, now: int) -> Decision | None:
@@ -95,7 +90,7 @@ class Dispatcher:
             common = dict(event=p.event, alert=alert, sources=snap.sources, evidence=evidence,
                           escalated=p.escalated, decided_at=decided_at)
             if p.route is None:
-                key = idempotency_key(snap.fp, snap.inc, "", p.event, p.seq, ALERTS_CHANNEL, None)
+                key = idempotency_key(self.prefix, snap.alert_id, "", p.event, p.seq, ALERTS_CHANNEL, None)
                 out.append(Notification(idempotency_key=key, channel=ALERTS_CHANNEL, route="", **common))
                 continue
             for receiver in p.route.receivers:
@@ -109,7 +104,7 @@ class Dispatcher:
                     if (p.event, receiver, target) in told:
                         continue
                     told.add((p.event, receiver, target))
-                    key = idempotency_key(snap.fp, snap.inc, p.route.id, p.event, p.seq, receiver, target)
+                    key = idempotency_key(self.prefix, snap.alert_id, p.route.id, p.event, p.seq, receiver, target)
                     out.append(Notification(idempotency_key=key, channel=receiver, target=target,
                                             route=p.route.id, **common))
         return out

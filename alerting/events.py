@@ -2,7 +2,9 @@
 
 They go through the outbox like any notification — a pseudo-channel that cannot be muted —
 so a crash between deciding and publishing neither loses nor doubles an event: the
-CloudEvents ``id`` is the notification's idempotency key, identical on every retry.
+CloudEvents ``id`` is the notification's idempotency key, identical on every retry and never
+used for another event (it derives from the alert's ``alert_id``, see alerting/ids.py).
+Consumers deduplicate by ``ce_id`` and group an incursion's events by ``alert_id``.
 """
 
 from __future__ import annotations
@@ -62,7 +64,8 @@ def alert_of(a: AlertSnapshot, event: str, now_ms: int) -> Alert:
     """The contract view of an alert at one lifecycle event."""
     resolved = event == "resolved"
     return Alert(
-        fingerprint=a.fp, event=event, status="resolved" if resolved else "firing",  # type: ignore[arg-type]
+        fingerprint=a.fp, alert_id=a.alert_id, event=event,  # type: ignore[arg-type]
+        status="resolved" if resolved else "firing",
         severity=a.severity, site=a.site, source=a.source, label=a.label,  # type: ignore[arg-type]
         modalities=a.modalities, max_score=min(1.0, a.max_score),  # type: ignore[arg-type]
         starts_at=ms_to_dt(a.ms("starts_ms") or now_ms), last_seen_at=ms_to_dt(a.ms("last_seen_ms") or now_ms),

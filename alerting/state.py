@@ -17,7 +17,8 @@ declare, which standalone Redis (the supported deployment) allows; on Redis Clus
 
     P:win:<sfp>     ZSET  confirmation window of one source (member "captured|score|detection")
     P:src:<sfp>     STR   fingerprint of the alert this source currently feeds
-    P:alert:<fp>    HASH  one alert (see AlertSnapshot) + per-route notification state
+    P:alert:<fp>    HASH  one alert (see AlertSnapshot) + per-route notification state; its
+                          ``alert_id`` names this incarnation (alerting/ids.py), never reused
     P:dets:<fp>     LIST  detection ids behind the alert, newest first (lineage)
     P:site:<site>   ZSET  active alerts of a site by last capture time (corroboration, inhibition)
     P:firing        ZSET  active alerts by creation time
@@ -37,12 +38,14 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import redis.asyncio as aioredis
 
 from alerting.config import AlertingSettings
+from alerting.ids import uuid7
 from skysentry.messages import Detection
 
 _TIME = """
@@ -52,14 +55,15 @@ local now = tonumber(_t[1]) * 1000 + math.floor(tonumber(_t[2]) / 1000)
 
 OBSERVE = _TIME + r"""
 -- ARGV: prefix, k, n, horizon_ms, corroboration_ms, corroborated severity, lineage, window ttl,
--- then 11 fields per detection (fp site source label modality score seq captured id severity
--- evidence). Returns (outcome, fingerprint, detail) per detection, in order. Each detection
+-- then 12 fields per detection (fp site source label modality score seq captured id severity
+-- evidence alert_id); alert_id is a fresh UUIDv7, used only if this detection opens a new
+-- alert. Returns (outcome, fingerprint, detail) per detection, in order. Each detection
 -- is applied atomically (the whole batch is), and a batch is one round trip.
 local P = ARGV[1]
 local k, n, horizon, corr = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local sev_corr, lineage, win_ttl = ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
 
-local function observe(fp, site, source, label, modality, score_s, seq_s, cap_s, det, sev_self, evidence)
+local function observe(fp, site, source, label, modality, score_s, seq_s, cap_s, det, sev_self, evidence, alert_id)
 local score, seq, cap = tonumber(score_s), tonumber(seq_s), tonumber(cap_s)
 -- 1. dedup + confirmation window of this source (ZADD NX: 0 = seen before)
 local win = P .. ':win:' .. fp
@@ -165,7 +169,8 @@ for _, c in ipairs(redis.call('ZRANGEBYSCORE', sidx, cap - corr, '+inf')) do
   end
 end
 
--- 5. a new alert (a new incarnation of this fingerprint)
+-- 5. a new alert (a new incarnation of this fingerprint, named by the fresh alert_id; `inc`
+-- only counts incarnations while Redis remembers the fingerprint, so no id derives from it)
 local ak = P .. ':alert:' .. fp
 local dk = P .. ':dets:' .. fp
 local prev = redis.call('HMGET', ak, 'inc', 'version')
@@ -174,9 +179,9 @@ local inc = tonumber(prev[1] or '0') + 1
 -- never pass the compare-and-set of this one
 local version = tonumber(prev[2] or '0') + 1
 redis.call('DEL', ak, dk)
-redis.call('HSET', ak, 'fp', fp, 'inc', inc, 'status', 'firing', 'site', site, 'source', source,
-           'label', label, 'sources', source, 'sfps', fp, 'modalities', modality, 'severity', sev_self,
-           'max_score', best_s, 'starts_ms', first, 'last_seen_ms', maxcap, 'last_obs_ms', now,
+redis.call('HSET', ak, 'fp', fp, 'alert_id', alert_id, 'inc', inc, 'status', 'firing', 'site', site,
+           'source', source, 'label', label, 'sources', source, 'sfps', fp, 'modalities', modality,
+           'severity', sev_self, 'max_score', best_s, 'starts_ms', first, 'last_seen_ms', maxcap, 'last_obs_ms', now,
            'created_ms', now, 'version', version, 'evidence', evidence, 'idx_ms', maxcap)
 for _, i in ipairs(hit) do redis.call('LPUSH', dk, ids[i]) end
 redis.call('LTRIM', dk, 0, lineage - 1)
@@ -184,13 +189,13 @@ redis.call('SET', srck, fp)
 redis.call('ZADD', sidx, maxcap, fp)
 redis.call('ZADD', P .. ':firing', now, fp)
 redis.call('ZADD', P .. ':timers', now, fp)
-return {'fired', fp, tostring(inc)}
+return {'fired', fp, alert_id}
 end
 
 local out = {}
-for i = 9, #ARGV, 11 do
+for i = 9, #ARGV, 12 do
   local r = observe(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], ARGV[i + 6],
-                    ARGV[i + 7], ARGV[i + 8], ARGV[i + 9], ARGV[i + 10])
+                    ARGV[i + 7], ARGV[i + 8], ARGV[i + 9], ARGV[i + 10], ARGV[i + 11])
   out[#out + 1] = r[1]
   out[#out + 1] = r[2]
   out[#out + 1] = r[3] or ''
@@ -284,7 +289,7 @@ class Observation:
 
     outcome: str  # fired | corroborated | refresh | pending | replay | stale
     fingerprint: str
-    detail: str | None = None
+    detail: str | None = None  # fired: the new alert_id; pending: how many windows count
 
 
 @dataclass
@@ -297,6 +302,13 @@ class AlertSnapshot:
     @property
     def fp(self) -> str:
         return self.raw["fp"]
+
+    @property
+    def alert_id(self) -> str:
+        """This incarnation's id (a UUIDv7 set when it fired, never reused). An alert written
+        before ids existed gets one derived from its creation, stable for its lifetime."""
+        legacy = f"{self.fp}/{self.raw.get('created_ms')}"
+        return self.raw.get("alert_id") or str(uuid.uuid5(uuid.NAMESPACE_OID, legacy))
 
     @property
     def inc(self) -> int:
@@ -387,7 +399,8 @@ class AlertState:
                     "captured_at": d.captured_at.isoformat()}
         return [_fingerprint(d.site, d.source, d.label), d.site, d.source, d.label, d.modality, repr(float(d.score)),
                 d.input_seq if d.input_seq is not None else -1, int(d.captured_at.timestamp() * 1000), d.id,
-                sev.vision if d.modality == "vision" else sev.audio, json.dumps(evidence, separators=(",", ":"))]
+                sev.vision if d.modality == "vision" else sev.audio, json.dumps(evidence, separators=(",", ":")),
+                uuid7()]
 
     async def observe(self, d: Detection) -> Observation:
         return (await self.observe_many([d]))[0]

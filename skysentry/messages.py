@@ -232,11 +232,18 @@ class ScoreSummary(Contract):
 
 
 class Alert(Contract):
-    """A lifecycle event of one alert (fingerprint = site, source, label)."""
+    """A lifecycle event of one alert (fingerprint = site, source, label).
+
+    The CloudEvents `id` of each event is unique and stays the same when the event is
+    resent: deduplicate by `ce_id`. An incursion's events share `alert_id`; a later
+    incursion at the same fingerprint gets a new one. Neither is ever reused."""
 
     CE_TYPE: ClassVar[str] = "skysentry.alert.v1"
 
     fingerprint: str
+    alert_id: str | None = Field(None, description="this incarnation of the alert (one incursion, firing to "
+                                 "resolved): a UUIDv7 fixed when it fired, never reused, also not by a later "
+                                 "alert with the same fingerprint")
     event: Literal["firing", "repeat", "resolved"]
     status: Literal["firing", "resolved"]
     severity: Literal["info", "warning", "critical"]

@@ -12,7 +12,10 @@ Request::
 A receiver verifies with :func:`verify_signature` (or the same three lines in any language):
 recompute the HMAC over the timestamp header, a dot and the raw body; compare in constant
 time; reject timestamps older than a few minutes (replay protection); and drop a repeated
-``Idempotency-Key``.
+``Idempotency-Key``. A key is never reused for another notification — not by a later alert
+at the same camera, not after the alerting's Redis lost its data, not by another deployment
+(alerting/ids.py) — so dropping repeats never drops a real incursion. ``alert.alert_id``
+groups one incursion's firing, repeats and resolved.
 """
 
 from __future__ import annotations

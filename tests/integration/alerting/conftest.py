@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 from alerting.config import AlertingServiceSettings
 from alerting.service import AlertingService
 from alerting.testing import RecordingReceiver
+from deploy.local import stack as local_stack
 from skysentry.bus import make_consumer, make_producer
 from skysentry.config import TopicSettings
 from skysentry.messages import Detection, ModelRef, ScoreSummary, decode_structured, encode_structured
@@ -31,6 +32,18 @@ async def redis(stack) -> AsyncIterator[aioredis.Redis]:
     client = aioredis.from_url(stack.redis_url, decode_responses=True)
     yield client
     await client.aclose()
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    """A Redis of this test alone, started by the local stack's own helper (in
+    ``tmp_path/"redis"``), for drills that flush, kill or reconfigure it; returns its URL."""
+    state = tmp_path / "redis"
+    url = local_stack.start_redis(state, port=0)
+    try:
+        yield url
+    finally:
+        local_stack.down(state)
 
 
 @pytest.fixture
