@@ -10,7 +10,12 @@ import asyncio
 import logging
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import (
+    CoordinatorLoadInProgressError,
+    GroupCoordinatorNotAvailableError,
+    NotCoordinatorForGroupError,
+    TopicAlreadyExistsError,
+)
 
 from skysentry.bus import client_options
 from skysentry.config import KafkaSettings, TopicSettings
@@ -40,10 +45,12 @@ def topic_specs(topics: TopicSettings, kafka: KafkaSettings) -> list[NewTopic]:
     return specs
 
 
-async def ensure_topics(kafka: KafkaSettings, topics: TopicSettings, timeout_s: float = 30.0) -> list[str]:
+async def ensure_topics(kafka: KafkaSettings, topics: TopicSettings, timeout_s: float = 30.0,
+                        groups: tuple[str, ...] = ()) -> list[str]:
     """Create the topics that do not exist yet and wait until every partition has a leader
-    (so the first consumers and producers do not trip over an election); return the names
-    created."""
+    and each of ``groups`` has a group coordinator ready (so the first consumers and producers
+    do not trip over an election or a broker still creating ``__consumer_offsets``); return
+    the names created."""
     admin = AIOKafkaAdminClient(**client_options(kafka))
     await admin.start()
     try:
@@ -55,18 +62,53 @@ async def ensure_topics(kafka: KafkaSettings, topics: TopicSettings, timeout_s: 
             except TopicAlreadyExistsError:
                 pass  # another process won the race: fine
             await _wait_for_leaders(admin, [s.name for s in wanted], timeout_s)
+        if groups:
+            await _wait_for_coordinators(admin, list(groups), timeout_s)
         return [s.name for s in wanted]
     finally:
         await admin.close()
 
 
-async def _wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str], timeout_s: float) -> None:
+_COORDINATOR_PENDING = (GroupCoordinatorNotAvailableError, NotCoordinatorForGroupError, CoordinatorLoadInProgressError)
+
+
+async def _wait_for_coordinators(admin: AIOKafkaAdminClient, groups: list[str], timeout_s: float) -> None:
+    """A fresh broker creates ``__consumer_offsets`` on the first group request and answers
+    "coordinator not available" / "loading" until its partitions have leaders and are loaded:
+    a normal start, not a fault, so it is logged at INFO and waited out here."""
     deadline = asyncio.get_running_loop().time() + timeout_s
+    told = False
+    while True:
+        try:
+            pending = [g for resp in await admin.describe_consumer_groups(groups) for g in resp.groups
+                       if g[0] in {e.errno for e in _COORDINATOR_PENDING}]
+        except _COORDINATOR_PENDING as exc:
+            pending = [exc]
+        if not pending:
+            return
+        if not told:
+            log.info("waiting for the broker's group coordinator (%s): a fresh broker is still creating and "
+                     "loading __consumer_offsets; expected at first start, not an error", groups)
+            told = True
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError(f"no group coordinator for {groups} after {timeout_s}s; see the broker's log")
+        await asyncio.sleep(0.2)
+
+
+async def _wait_for_leaders(admin: AIOKafkaAdminClient, names: list[str], timeout_s: float) -> None:
+    """New topics' partitions have no leader for a moment (a client would be told "not leader
+    for partition"): a normal start, logged at INFO and waited out here."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    told = False
     while True:
         meta = await admin.describe_topics(names)
         if all(m["error_code"] == 0 and m["partitions"] and all(p["leader"] >= 0 for p in m["partitions"])
                for m in meta):
             return
+        if not told:
+            log.info("waiting for the new topics' partition leaders: the broker is electing them; expected right "
+                     "after creating topics, not an error")
+            told = True
         if asyncio.get_running_loop().time() > deadline:
             raise TimeoutError(f"topics {names} have partitions without a leader after {timeout_s}s")
         await asyncio.sleep(0.2)

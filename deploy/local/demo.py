@@ -31,7 +31,8 @@ from rich.table import Column, Table
 
 from alerting.testing import RecordingReceiver
 from deploy.local import stack
-from deploy.local.pipeline import FieldClip, FieldResult, Observed, RunReport, percentile, run_pipeline, sample_clips
+from deploy.local.pipeline import (FieldClip, FieldResult, Observed, RunReport, group_ids, percentile, run_pipeline,
+                                   sample_clips)
 from skysentry.config import Settings
 from skysentry.logs import setup_logging
 from skysentry.topics import ensure_topics
@@ -125,7 +126,9 @@ async def demo(seconds: float, field_clips: bool = True) -> RunReport:
         info = await asyncio.to_thread(stack.up)
     console.print(f"Kafka [bold]{info.bootstrap_servers}[/]   Redis [bold]{info.redis_url}[/]")
     settings = Settings(kafka={"bootstrap_servers": info.bootstrap_servers}, redis={"url": info.redis_url})
-    await ensure_topics(settings.kafka, settings.topics)
+    with console.status("creating the topics; waiting for partition leaders and the group coordinator "
+                        "(a fresh broker takes a few seconds)…"):
+        await ensure_topics(settings.kafka, settings.topics, groups=tuple(group_ids().values()))
     clips = tuple(sample_clips()) if field_clips else ()
     with RecordingReceiver() as receiver, Live(console=console, refresh_per_second=4) as live:
         def tick(seen: Observed, elapsed: float, phase: str) -> None:

@@ -52,21 +52,27 @@ TWILIO_TOKEN_ENV = "SKYSENTRY_ALERTING__CHANNELS__SMS__AUTH_TOKEN"
 # -- configuration ---------------------------------------------------------------------------
 
 
+def group_ids(name: str = "demo") -> dict[str, str]:
+    """The consumer group of each service of a run called ``name``."""
+    return {svc: f"{name}-{svc}" for svc in ("vision", "audio", "alerting")}
+
+
 def pipeline_config(bootstrap: str, redis_url: str, receiver: RecordingReceiver, *,
                     topics: TopicSettings | None = None, name: str = "demo") -> dict[str, Any]:
     """One config document for both processors and alerting. Secrets are not in it: they
     reach the alerting process through its environment (see :meth:`Pipeline.start`)."""
     topics = topics or TopicSettings()
+    groups = group_ids(name)
     return {
         "kafka": {"bootstrap_servers": bootstrap},
         "redis": {"url": redis_url},
         "topics": topics.model_dump(mode="json"),
         "metrics": {"enabled": False},
         "log": {"level": "INFO", "json": True},
-        "vision_processor": {"group_id": f"{name}-vision", "commit_interval_s": 0.5, "summary_interval_s": 1.0},
-        "audio_processor": {"group_id": f"{name}-audio", "commit_interval_s": 0.5, "summary_interval_s": 1.0},
+        "vision_processor": {"group_id": groups["vision"], "commit_interval_s": 0.5, "summary_interval_s": 1.0},
+        "audio_processor": {"group_id": groups["audio"], "commit_interval_s": 0.5, "summary_interval_s": 1.0},
         "alerting": {
-            "group_id": f"{name}-alerting",
+            "group_id": groups["alerting"],
             "key_prefix": f"skysentry:{name}",
             "confirm": {"threshold": 0.6, "k": 3, "n": 5, "horizon": "10s"},
             "resolve_after": "6s",
