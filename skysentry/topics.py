@@ -80,12 +80,11 @@ async def _wait_for_coordinators(admin: AIOKafkaAdminClient, groups: list[str], 
     told = False
     while True:
         try:
-            pending = [g for resp in await admin.describe_consumer_groups(groups) for g in resp.groups
-                       if g[0] in {e.errno for e in _COORDINATOR_PENDING}]
-        except _COORDINATOR_PENDING as exc:
-            pending = [exc]
-        if not pending:
+            for group in groups:  # finds the coordinator, then reads the group's offsets from it
+                await admin.list_consumer_group_offsets(group)
             return
+        except _COORDINATOR_PENDING:
+            pass
         if not told:
             log.info("waiting for the broker's group coordinator (%s): a fresh broker is still creating and "
                      "loading __consumer_offsets; expected at first start, not an error", groups)
