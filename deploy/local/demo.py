@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from collections import Counter
 from pathlib import Path
 
 from rich import box
@@ -90,6 +91,8 @@ def field_table(results: list[FieldResult]) -> Table:
 def summarise(report: RunReport) -> None:
     seen = report.observed
     cam, mic = report.producers["camera"], report.producers["microphone"]
+    vision_summaries = sum(n for (m, _), n in seen.summaries.items() if m == "vision")
+    audio_summaries = sum(n for (m, _), n in seen.summaries.items() if m == "audio")
     console.print(f"\ncamera: {cam['published']} frames ({cam['dropped']} dropped); "
                   f"microphone: {mic['published']} windows ({mic['dropped']} dropped)")
     console.print(f"detections: {seen.modality_count('vision')} vision, {seen.modality_count('audio')} audio; "
@@ -111,14 +114,45 @@ def summarise(report: RunReport) -> None:
                       f"({len(det)} detections)")
     if alert:
         console.print(f"capture → webhook delivered (incl. k-of-n confirmation and group_wait): "
-                      f"p50 {percentile(alert, 50):.0f} ms over {len(alert)} alert(s)")
+                      f"p50 {percentile(alert, 50):.0f} ms over {len(alert)} alert(s) (firing notifications only)")
     if report.field_clips:
         console.print(field_table(report.field_report()))
+    console.print(counts_explained(report, vision_summaries, audio_summaries))
     for name, code in report.services.items():
         if code not in (0, None):
             console.print(f"[yellow]{name} exited with status {code}; see {WORKDIR}/{name}.log[/]")
-    console.print(f"Service logs: {WORKDIR}/. The stack keeps running: `skysentry tail alerts`, "
-                  "`make stack-down` to stop it.")
+    console.print(f"Service logs: {WORKDIR}/. The stack keeps running: "
+                  "`.venv/bin/skysentry tail alerts --from-beginning` shows every alert event so far, "
+                  "`make stack-down` stops it.")
+
+
+def counts_explained(report: RunReport, vision_summaries: int, audio_summaries: int) -> Table:
+    """What each count of the run means, and why the channels received different numbers."""
+    events = Counter(a.event for a in report.observed.alerts)
+    webhook = Counter(body["event"] for body in report.webhook_payloads())
+    table = Table("count", "what it is", box=box.SIMPLE_HEAD, title="what the counts mean", title_justify="left")
+    table.add_row("frames, windows", "published by the producers; dropped ones were the oldest in a full buffer "
+                                     "(frames are perishable)")
+    table.add_row("detections", "frames or windows whose score reached the model's report threshold; a vision "
+                                "detection names the class seen (only drone ones raise alerts)")
+    table.add_row(f"{vision_summaries} + {audio_summaries} score summaries",
+                  "vision + audio heartbeats: each processor sends one per source about every second, "
+                  "whether or not it saw anything")
+    table.add_row(f"{len(report.observed.alerts)} alert events",
+                  "lifecycle events on the alerts topic: "
+                  + (", ".join(f"{n} {e}" for e, n in sorted(events.items())) or "none")
+                  + "; one alert is one firing and, once quiet, one resolved")
+    table.add_row(f"{sum(webhook.values())} webhook, {len(report.notifications_on('/slack'))} Slack",
+                  "every alert that is not muted, firing and resolved: webhook "
+                  + (", ".join(f"{n} {e}" for e, n in sorted(webhook.items())) or "none")
+                  + "; an audio-only alert is muted while the camera of its site has one (inhibition), "
+                    "so it reaches the alerts topic but no channel")
+    table.add_row(f"{len(report.notifications_on('/twilio'))} SMS",
+                  "only critical alerts (route critical-sms): camera and microphone of one site agreeing "
+                  "within 5 s; a camera or microphone alone is a warning, so SMS counts are smaller")
+    table.add_row("latency over N alerts", "capture → notification is measured on firing webhooks only "
+                                           "(a resolved one has no capture to measure from)")
+    return table
 
 
 async def demo(seconds: float, field_clips: bool = True) -> RunReport:

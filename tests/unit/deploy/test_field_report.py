@@ -100,3 +100,21 @@ def test_the_samples_are_unchanged_copies_with_their_labels_and_tracked_by_git()
     ignored = subprocess.run(["git", "check-ignore", *(str(p) for p in SAMPLES.iterdir())], cwd=ROOT,
                              capture_output=True, text=True)
     assert ignored.returncode == 1 and not ignored.stdout, f"samples/ must not be git-ignored: {ignored.stdout}"
+
+
+def test_the_closing_counts_are_explained_in_words():
+    import json
+
+    from alerting.testing import Received
+    from deploy.local.demo import counts_explained
+
+    report = make_report()
+    report.notifications = [Received("POST", "/webhook", {}, json.dumps({"event": e}).encode(), 0.0, 200)
+                            for e in ("firing", "firing", "resolved")] + [Received("POST", "/twilio", {}, b"", 0.0, 200)]
+    out = io.StringIO()
+    Console(file=out, width=200).print(counts_explained(report, 28, 0))
+    text = " ".join(out.getvalue().split())
+    assert "28 + 0 score summaries" in text and "heartbeats" in text
+    assert "3 alert events" in text and "2 firing, 1 resolved" in text
+    assert "3 webhook, 0 Slack" in text and "1 SMS" in text and "only critical alerts" in text
+    assert "firing webhooks only" in text
