@@ -65,7 +65,10 @@ def _redis(settings: AlertingServiceSettings):
 
 
 @app.command()
-def run(config: ConfigOpt = None) -> None:
+def run(config: ConfigOpt = None,
+        allow_evicting_redis: Annotated[bool, typer.Option(
+            "--allow-evicting-redis", help="Start even if Redis may evict keys when full (losing alert state); "
+            "by default alerting refuses such a Redis.")] = False) -> None:
     """Run the alerting service until SIGTERM/SIGINT (replicas: start more, same config)."""
     from alerting.service import AlertingService, ServiceStartError
     from skysentry.logs import setup_logging
@@ -73,12 +76,14 @@ def run(config: ConfigOpt = None) -> None:
     from skysentry.service import run_until_signalled
 
     settings = load_settings(config)
+    if allow_evicting_redis:
+        settings.alerting.allow_evicting_redis = True
     setup_logging(settings.log.level, settings.log.json_format)
     serve_metrics(settings.metrics)
     try:
         run_until_signalled(AlertingService(settings).run)
     except ServiceStartError as exc:
-        err.print(f"[bold red]alerting did not start:[/] {exc}", highlight=False)
+        err.print(f"[bold red]alerting did not start:[/] {exc}", highlight=False, soft_wrap=True)  # one line
         raise typer.Exit(1) from None
 
 

@@ -168,6 +168,9 @@ class AlertingSettings(_Strict):
     batch_max: int = Field(500, ge=1, description="records per poll of `detections`")
     session_timeout_ms: int = Field(10_000, ge=6_000)
     shutdown_grace: Duration = Field(10.0, description="in-flight sends get this long on SIGTERM")
+    allow_evicting_redis: bool = Field(False, description="start even though Redis may evict keys when full "
+                                       "(maxmemory with a policy other than noeviction), losing alert state "
+                                       "and queued notifications")
 
     @field_validator("channels")
     @classmethod

@@ -20,7 +20,7 @@ import socket
 import redis.asyncio as aioredis
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 
 from alerting import metrics
 from alerting.channels import Channel, build_channel
@@ -67,7 +67,28 @@ async def ensure_alerting_topics(kafka: KafkaSettings, topics: TopicSettings) ->
 
 
 class ServiceStartError(RuntimeError):
-    """Kafka or Redis cannot be reached at start; the message says where and what to do."""
+    """Kafka or Redis cannot be reached at start, or Redis would lose alert state; the
+    message says where and what to do."""
+
+
+async def check_redis_keeps_keys(redis: aioredis.Redis, *, allow_evicting: bool) -> None:
+    """Refuse a Redis that evicts keys when full: an evicted alert fires again, an evicted
+    outbox entry is a notification lost. ``maxmemory`` 0 (no limit) or the ``noeviction``
+    policy is fine. A Redis that refuses CONFIG (managed services often do) gets a warning."""
+    try:
+        conf = await redis.config_get("maxmemory*")
+    except ResponseError as exc:
+        log.warning("cannot check Redis's eviction policy (CONFIG GET refused: %s); alert state needs "
+                    "maxmemory-policy noeviction", exc)
+        return
+    policy, limit = conf.get("maxmemory-policy", "noeviction"), int(conf.get("maxmemory", 0))
+    if limit and policy != "noeviction":
+        problem = (f"Redis evicts keys when full (maxmemory {limit}, maxmemory-policy {policy}), which would lose "
+                   "alert state and queued notifications")
+        if not allow_evicting:
+            raise ServiceStartError(f"{problem}: set maxmemory-policy noeviction (or maxmemory 0), or accept the "
+                                    "risk with --allow-evicting-redis (alerting.allow_evicting_redis: true).")
+        log.warning("%s; starting anyway (allow_evicting_redis)", problem)
 
 
 class AlertingService:
@@ -87,6 +108,11 @@ class AlertingService:
             url = redact(s.redis.url.get_secret_value())
             raise ServiceStartError(f"cannot reach Redis at {url}: {str(exc).rstrip('.')}. "
                                     "Start it (`skysentry stack up`) or point REDIS_URL at one.") from None
+        try:
+            await check_redis_keeps_keys(redis, allow_evicting=a.allow_evicting_redis)
+        except ServiceStartError:
+            await redis.aclose()
+            raise
         try:
             await ensure_alerting_topics(s.kafka, s.topics)
         except (KafkaError, OSError) as exc:

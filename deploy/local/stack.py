@@ -12,7 +12,9 @@ current directory)::
     kafka.properties   rendered from deploy/local/kafka.properties
     kafka-data/        the broker's log dir (topics survive restarts of the broker)
     kafka.log          the broker's stdout/stderr, appended across restarts
-    redis.log          Redis's log (Redis keeps no data: --save '' --appendonly no)
+    redis.log          Redis's log
+    appendonlydir/     Redis's append-only file (fsync every second): alert state, dedup and the
+                       notification outbox survive a restart or a kill -9 of Redis
 
 The Kafka jars (about 56 MB) are shared by every state dir on the machine, in
 ``$SKYSENTRY_KAFKA_LIBS`` when set, else ``$XDG_CACHE_HOME/skysentry/kafka-libs-3.9.1``
@@ -479,7 +481,10 @@ def _ensure_redis(state: Path, doc: dict[str, Any], want_port: int | None, timeo
 
     log = state / "redis.log"
     offset = log.stat().st_size if log.exists() else 0
-    cmd = [server, "--bind", HOST, "--port", str(port), "--save", "", "--appendonly", "no",
+    # The settings alerting's guarantees need (README, "Redis for alerting"): the append-only
+    # file rather than snapshots, and never evicting a key to make room.
+    cmd = [server, "--bind", HOST, "--port", str(port), "--save", "", "--appendonly", "yes",
+           "--appendfsync", "everysec", "--maxmemory-policy", "noeviction",
            "--dir", str(state), "--daemonize", "no", "--logfile", ""]
     proc = _spawn(cmd, state, log, f"redis-server on {HOST}:{port}")
     entry.update(pid=proc.pid, started_at=time.time())
