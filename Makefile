@@ -3,16 +3,21 @@ SHELL := /bin/bash
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
-# Reinstall when the dependency list changes.
-STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+# Two install profiles, each reinstalled when the dependency list changes: serving (the package
+# alone: what the demo, the services and the benches run; no torch) and full (+dev, +train:
+# tests and training).
+DEPS := $(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+SERVING := $(VENV)/.installed-serving-$(DEPS)
+FULL := $(VENV)/.installed-full-$(DEPS)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help setup system-deps test test-fast demo models bench stack-up stack-down stack-status schemas check-deploy clean
+.PHONY: help setup setup-full system-deps test test-fast demo models bench stack-up stack-down stack-status schemas check-deploy clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
-setup: system-deps $(STAMP) ## venv with the package (+dev, +train extras), Redis, PortAudio
+setup: system-deps $(SERVING) ## venv with the package (serving: no torch), Redis, PortAudio
+setup-full: system-deps $(FULL) ## setup plus the dev and train extras (pytest, PyTorch)
 
 system-deps: ## redis-server and libportaudio2 from Debian, when missing
 	@if ! command -v redis-server >/dev/null || ! ldconfig -p | grep -q libportaudio.so.2; then \
@@ -22,23 +27,27 @@ system-deps: ## redis-server and libportaudio2 from Debian, when missing
 	@command -v java >/dev/null || { echo "Java 17+ is needed for the local Kafka broker"; exit 1; }
 	@command -v mvn >/dev/null || { echo "Maven is needed to fetch Kafka's jars from Maven Central"; exit 1; }
 
-$(STAMP): pyproject.toml
+$(SERVING): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q --retries 10 -e .
+	@find $(VENV) -maxdepth 1 -name '.installed-*' ! -name '*-$(DEPS)' -delete; touch $@
+
+$(FULL): $(SERVING)
 	@# torch's CUDA wheels are ~0.5 GB each: resume an interrupted download rather than fail the setup
 	$(PY) -m pip install -q --retries 10 --resume-retries 20 -e '.[dev,train]'
-	@rm -f $(VENV)/.installed-*; touch $@
+	@touch $@
 
-test: setup ## the whole suite: unit, integration (real Kafka + Redis), end-to-end
+test: setup-full ## the whole suite: unit, integration (real Kafka + Redis), end-to-end
 	$(PY) -m pytest -q --durations=15
 
-test-fast: setup ## unit tests only (no broker)
+test-fast: setup-full ## unit tests only (no broker)
 	$(PY) -m pytest -q tests/unit
 
 demo: setup ## the main job on the local stack (synthetic camera + microphone → Kafka → ...)
 	$(PY) -m deploy.local.demo
 
-models: setup ## train the shipped default models on ../shared/data (+ synthetic)
+models: setup-full ## train the shipped default models on ../shared/data (+ synthetic)
 	$(PY) -m trainer.make_models
 
 bench: setup ## benchmarks (ratios against raw baselines, written to bench/results/)

@@ -14,7 +14,7 @@ import uuid
 import pytest
 
 from alerting.testing import RecordingReceiver
-from deploy.local.pipeline import percentile, run_pipeline, sample_clips
+from deploy.local.pipeline import group_ids, percentile, run_pipeline, sample_clips
 from skysentry.config import Settings, TopicSettings
 from skysentry.topics import ensure_topics
 
@@ -29,7 +29,7 @@ async def report(stack, tmp_path_factory):
     drone = next(c for c in sample_clips() if c.truth == "drone")
     settings = Settings(kafka={"bootstrap_servers": stack.bootstrap_servers}, redis={"url": stack.redis_url},
                         topics=topics, camera={"source": str(drone.path), "loop": True})
-    await ensure_topics(settings.kafka, settings.topics)
+    await ensure_topics(settings.kafka, settings.topics, groups=tuple(group_ids(f"e2e-{uid}").values()))
     # 18 s of streaming: the drone is in the clip throughout, and the synthetic microphone's
     # first rotor interval (mic-1: 9.2–14.2 s) falls inside it.
     with RecordingReceiver() as receiver:
