@@ -235,8 +235,9 @@ def test_channel(name: Annotated[str, typer.Argument(help="A channel name from a
 
 @app.command()
 def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
-    """Firing alerts, how far detections have been read, outbox depth per channel, dead letters
-    and silences (from Redis)."""
+    """Firing alerts (stale: a source's processor stopped reporting, so it can neither resolve nor
+    repeat), how far detections have been read, outbox depth per channel, dead letters and
+    silences (from Redis)."""
     from alerting.outbox import Outbox
     from alerting.silences import SilenceStore
     from alerting.state import AlertState
@@ -255,7 +256,10 @@ def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
                 "key_prefix": a.key_prefix,
                 "detections_read_up_to": _iso_ms(watermark),
                 "read_lag_s": round((now - watermark) / 1000, 1) if watermark is not None else None,
-                "firing": [{"fingerprint": s.fp, "site": s.site, "sources": s.sources, "label": s.label,
+                "firing": [{"fingerprint": s.fp, "alert_id": s.alert_id,
+                            "state": "stale" if s.ms("stale_ms") else "firing",
+                            "stale_since": _iso_ms(s.ms("stale_ms")),
+                            "site": s.site, "sources": s.sources, "label": s.label,
                             "severity": s.severity, "modalities": s.modalities, "max_score": s.max_score,
                             "since": _iso_ms(s.ms("starts_ms")), "last_seen": _iso_ms(s.ms("last_seen_ms"))}
                            for s in firing],
@@ -281,12 +285,17 @@ def status(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     if as_json:
         console.print_json(json.dumps(doc))
         return
-    table = Table("fingerprint", "site", "sources", "severity", "modalities", "score", "since", "last seen",
+    table = Table("fingerprint", "state", "site", "sources", "severity", "modalities", "score", "since", "last seen",
                   title=f"{len(doc['firing'])} alert(s) firing · prefix {doc['key_prefix']}")
     for f in doc["firing"]:
-        table.add_row(f["fingerprint"], f["site"], ", ".join(f["sources"]), f["severity"],
+        table.add_row(f["fingerprint"], f["state"], f["site"], ", ".join(f["sources"]), f["severity"],
                       "+".join(f["modalities"]), f"{f['max_score']:.2f}", f["since"] or "", f["last_seen"] or "")
     console.print(table)
+    for f in doc["firing"]:
+        if f["state"] == "stale":
+            console.print(f"{f['fingerprint']} stale since {f['stale_since']}: the processor of "
+                          f"{', '.join(f['sources'])} stopped reporting; no resolve, no repeat until it reports again",
+                          highlight=False)
     if doc["read_lag_s"] is None:
         console.print("detections read: no consumer has reported yet", highlight=False)
     else:  # a resolve waits until what was written before its time has been read

@@ -151,6 +151,10 @@ class AlertingSettings(_Strict):
     corroboration: Duration = Field(5.0, description="camera and microphone hits of one site this close "
                                     "in capture time make one corroborated alert")
     resolve_after: Duration = 60.0
+    stale_after: Duration = Field(5.0, ge=0, description="a source whose processor sends score summaries (about "
+                                  "one a second) and has sent nothing about it for this long is stale: its "
+                                  "alerts neither resolve nor repeat until data flows again, and a resolve "
+                                  "needs resolve_after of unbroken reports. 0: off (resolve by detections alone)")
     max_detection_age: Duration = Field(300.0, description="older detections (capture time) are skipped, "
                                         "so a replayed backlog never pages anyone")
     severity: SeverityPolicy = SeverityPolicy()

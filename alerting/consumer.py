@@ -4,10 +4,12 @@ At-least-once with idempotent effects: offsets are committed only after Redis ha
 the batch, and ``observe`` ignores a detection it has seen, so a replay after a crash or a
 rebalance changes nothing. Records that are not readable detections go to
 ``detections.dlq`` with the reason; score summaries (the other event type on the topic) are
-read and skipped, and so are detections of a class that does not alert: a vision model reports
-the class it saw (``bird``, ``airplane``, ``helicopter`` as well as ``drone``) and only the
-labels in ``alerting.alert_labels`` (default ``drone``) enter confirmation; the others are
-valid messages, counted (outcome ``not_alerting_label``) and committed, never dead-lettered.
+noted as the processor's word that it is watching the source (what keeps an alert of a quiet
+source from resolving, see alerting/lifecycle.py) and skipped, and so are detections of a
+class that does not alert: a vision model reports the class it saw (``bird``, ``airplane``,
+``helicopter`` as well as ``drone``) and only the labels in ``alerting.alert_labels``
+(default ``drone``) enter confirmation; the others are valid messages, counted (outcome
+``not_alerting_label``) and committed, never dead-lettered.
 A rebalance waits for the batch in hand to be applied and committed.
 
 After each poll the consumer also reports, per partition it owns, up to when it has observed
@@ -129,7 +131,9 @@ class DetectionConsumer:
 
     async def process(self, records) -> list[Observation]:
         detections: list[Detection] = []
+        reports: list[tuple[str, str, float, bool]] = []  # (site, source, age_ms, is_summary)
         now = datetime.now(timezone.utc)
+        now_ms = now.timestamp() * 1000
         confirm = self.settings.confirm
         alert_labels = self.settings.alert_labels
         for record in records:
@@ -139,6 +143,8 @@ class DetectionConsumer:
                 await send_to_dlq(self.producer, record, str(exc))
                 metrics.INVALID.inc()
                 continue
+            age = now_ms - record.timestamp if record.timestamp >= 0 else 0.0
+            reports.append((message.site, message.source, age, isinstance(message, ScoreSummary)))
             if isinstance(message, ScoreSummary):
                 metrics.DETECTIONS.labels("summary").inc()
                 continue
@@ -152,6 +158,8 @@ class DetectionConsumer:
                 metrics.DETECTIONS.labels("too_old").inc()
                 continue
             detections.append(message)
+        if self.settings.stale_after:
+            await self.state.note_reports(reports)
         results = await self.state.observe_many(detections)
         new_alert = False
         for obs in results:

@@ -44,7 +44,8 @@ class Dispatcher:
         self.channels = channels
         self.on_outbox = on_outbox
         self.prefix = settings.key_prefix
-        self.timing = Timing(int(settings.resolve_after * 1000), int(settings.mute_recheck * 1000))
+        self.timing = Timing(int(settings.resolve_after * 1000), int(settings.mute_recheck * 1000),
+                             stale_after_ms=int(settings.stale_after * 1000))
 
     async def tick(self, fp: str, now: int) -> Decision | None:
         """Evaluate one alert whose timer is due (and that this replica has claimed)."""
@@ -54,17 +55,19 @@ class Dispatcher:
                 if await self.state.commit(fp, None, updates={}, outbox=[], next_tick_ms=None):
                     return None
                 continue
-            silenced = inhibited = None
+            silenced = inhibited = coverage = None
             if snap.status == "firing":
+                if self.timing.stale_after_ms:
+                    coverage = await self.state.coverage(snap)
                 silence = await self.silences.silencing(snap.labels())
                 silenced = silence.id if silence else None
                 if not silenced and self.inhibitor.targets_possible(snap):
                     inhibited = self.inhibitor.inhibited_by(snap, await self.state.site_alerts(snap.site))
             # the watermark matters only to a resolve that is due: no Redis read on other ticks
-            due = snap.status == "firing" and now >= resolve_at(snap, now, self.timing)
+            due = snap.status == "firing" and now >= resolve_at(snap, now, self.timing, coverage)
             watermark = await self.state.watermark_ms() if due else None
             decision = evaluate(snap, now, self.router, self.timing, silenced_by=silenced, inhibited_by=inhibited,
-                                watermark_ms=watermark)
+                                watermark_ms=watermark, coverage=coverage)
             notifications = self.notifications(snap, decision, now)
             entries = [(n.channel, n.idempotency_key, n.model_dump_json()) for n in notifications]
             if await self.state.commit(fp, snap.version, updates=decision.updates, outbox=entries,
@@ -112,6 +115,12 @@ class Dispatcher:
     def _account(self, snap: AlertSnapshot, decision: Decision, notifications: list[Notification]) -> None:
         if decision.resolve_deferred:
             metrics.RESOLVES_DEFERRED.inc()
+        if decision.went_stale:
+            metrics.STALE.inc()
+            log.warning("alert stale: its sources' processors stopped reporting; it neither resolves nor repeats "
+                        "until they report again", extra=kv(fingerprint=snap.fp, site=snap.site, sources=snap.sources))
+        elif decision.updates.get("stale_ms") == "":
+            log.info("alert no longer stale: reports flow again", extra=kv(fingerprint=snap.fp, site=snap.site))
         for p in decision.planned:
             if p.route is None:
                 metrics.ALERT_EVENTS.labels(p.event).inc()

@@ -9,6 +9,13 @@ whether the alert is muted, what is due now and when to look again.
 detections up to the resolve time may still be unread (a consumer restarting, a rebalance, a
 backlog), the resolve waits for the watermark (:meth:`alerting.state.AlertState.watermark_ms`).
 
+Silence is not absence: a source whose processor sends score summaries must have been reported
+on without a break (:class:`alerting.state.Coverage`) for the whole ``resolve_after``, up to the
+resolve time, before its alert resolves. A dead processor, a dead camera or a stalled pipeline
+leaves the alert *stale* (``stale_ms`` set) once nothing came for ``stale_after``: it neither
+resolves nor repeats "still active" until reports flow again; then it needs ``resolve_after``
+of them to resolve, and repeats count from then.
+
 Kept free of I/O so the rules can be tested exhaustively; :mod:`alerting.dispatch` reads the
 alert, calls :func:`evaluate`, and commits the result atomically.
 
@@ -24,7 +31,7 @@ from dataclasses import dataclass, field
 
 from alerting.notification import SEVERITY_RANK, Event
 from alerting.routing import Route, Router
-from alerting.state import AlertSnapshot
+from alerting.state import AlertSnapshot, Coverage
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,7 @@ class Decision:
     next_tick_ms: int | None = None
     resolve: bool = False
     resolve_deferred: bool = False  # due, but detections up to the resolve time may be unread
+    went_stale: bool = False  # a source of it stopped reporting just now
     muted: list[tuple[str, str]] = field(default_factory=list)  # (route id, why)
 
 
@@ -52,6 +60,8 @@ class Timing:
     resolve_after_ms: int
     mute_recheck_ms: int
     watermark_recheck_ms: int = 500
+    stale_after_ms: int = 5000
+    stale_recheck_ms: int = 1000
 
 
 def _ms(seconds: float) -> int:
@@ -63,26 +73,45 @@ def sent_routes(a: AlertSnapshot) -> list[str]:
     return [k[2:-4] for k, v in a.raw.items() if k.startswith("n:") and k.endswith(":seq") and int(v) > 0]
 
 
-def resolve_at(a: AlertSnapshot, now: int, timing: Timing) -> int:
-    """When the alert resolves unless a detection refreshes it: ``resolve_after`` past its last one."""
-    return (a.ms("last_obs_ms") or now) + timing.resolve_after_ms
+def resolve_at(a: AlertSnapshot, now: int, timing: Timing, coverage: Coverage | None = None) -> int:
+    """When the alert resolves unless a detection refreshes it: ``resolve_after`` past its last
+    one, and past the start of its sources' unbroken reports."""
+    due = (a.ms("last_obs_ms") or now) + timing.resolve_after_ms
+    return max(due, coverage.since_ms + timing.resolve_after_ms) if coverage else due
+
+
+def is_stale(now: int, timing: Timing, coverage: Coverage | None) -> bool:
+    """A source of the alert that sends summaries has sent nothing for ``stale_after``."""
+    return coverage is not None and now - coverage.last_ms > timing.stale_after_ms
 
 
 def evaluate(a: AlertSnapshot, now: int, router: Router, timing: Timing, *,
              silenced_by: str | None = None, inhibited_by: str | None = None,
-             watermark_ms: int | None = None) -> Decision:
+             watermark_ms: int | None = None, coverage: Coverage | None = None) -> Decision:
     """``watermark_ms``: every detection written before it has been observed (None: unknown,
-    no consumer has reported yet; the resolve then goes by the clock alone)."""
+    no consumer has reported yet; the resolve then goes by the clock alone). ``coverage``:
+    how its sources' processors have reported (None: no source of it sends summaries)."""
     if a.status != "firing":
         return Decision()
-    raw = a.raw
     d = Decision()
     sev = SEVERITY_RANK[a.severity]
     created = a.ms("created_ms") or now
-    resolve_due = resolve_at(a, now, timing)
+    resolve_due = resolve_at(a, now, timing, coverage)
+    stale = is_stale(now, timing, coverage)
+    if stale and not a.ms("stale_ms"):
+        d.updates["stale_ms"] = now
+        d.went_stale = True
+    elif not stale and a.ms("stale_ms"):  # reports flow again; "still active" only a full interval later
+        d.updates.update({"stale_ms": "", **{f"n:{rid}:last_ms": now for rid in sent_routes(a)}})
+        if a.raw.get("k:seq"):
+            d.updates["k:last_ms"] = now
+    raw = {**a.raw, **d.updates}
 
-    unread = watermark_ms is not None and watermark_ms < resolve_due
-    if now >= resolve_due and not unread:
+    # a detection written before the resolve time may be unread, or a processor has not yet
+    # reported on a source up to that time (it sends a summary about every second)
+    unread = (watermark_ms is not None and watermark_ms < resolve_due) or (
+        coverage is not None and coverage.last_ms < resolve_due)
+    if now >= resolve_due and not unread and not stale:
         d.resolve = True
         d.updates.update(status="resolved", ends_ms=now)
         kseq = int(raw.get("k:seq", 0))
@@ -102,7 +131,9 @@ def evaluate(a: AlertSnapshot, now: int, router: Router, timing: Timing, *,
         return d
 
     next_due = resolve_due
-    if now >= resolve_due:  # and a detection that would keep it firing may still be unread
+    if stale:  # no resolve, no repeat: look again soon for reports flowing again
+        next_due = now + timing.stale_recheck_ms
+    elif now >= resolve_due:  # and a detection that would keep it firing may still be unread
         d.resolve_deferred = True
         next_due = now + timing.watermark_recheck_ms
     root = router.root
@@ -117,7 +148,7 @@ def evaluate(a: AlertSnapshot, now: int, router: Router, timing: Timing, *,
             next_due = min(next_due, now + _ms(root.repeat_interval))
         else:
             next_due = min(next_due, due)
-    else:
+    elif not stale:
         last, told = int(raw["k:last_ms"]), SEVERITY_RANK[raw.get("k:sev", a.severity)]
         due = last + _ms(root.repeat_interval)
         if sev > told or now >= due:
@@ -135,6 +166,8 @@ def evaluate(a: AlertSnapshot, now: int, router: Router, timing: Timing, *,
         if seq == 0:
             due = created + _ms(route.group_wait)
             event, escalated = "firing", False
+        elif stale:
+            continue
         else:
             told = SEVERITY_RANK[raw.get(f"n:{rid}:sev", a.severity)]
             escalated = sev > told

@@ -14,7 +14,10 @@ DEDUP_HITS = Counter("skysentry_alerting_dedup_hits", "Detections that did not m
                      ["reason"])  # replay (seen before) | active_alert (absorbed by a firing alert)
 ALERTS_FIRING = Gauge("skysentry_alerting_alerts_firing", "Alerts firing now (all replicas)")
 RESOLVES_DEFERRED = Counter("skysentry_alerting_resolves_deferred", "Resolve checks put off because detections "
-                            "up to the resolve time were not all read yet (consumer lag, restart, rebalance)")
+                            "up to the resolve time were not all read yet (consumer lag, restart, rebalance), "
+                            "or a source's processor has not reported up to it yet")
+STALE = Counter("skysentry_alerting_alerts_stale", "Firing alerts that went stale: a source's processor stopped "
+                "reporting (no summary, no detection for stale_after), so the alert neither resolves nor repeats")
 READ_LAG = Gauge("skysentry_alerting_read_lag_seconds", "Now minus the watermark: detections written since then "
                  "may not be read yet, and resolves wait for them")
 ALERT_EVENTS = Counter("skysentry_alerting_alert_events", "Lifecycle events decided", ["event"])

@@ -26,6 +26,10 @@ declare, which standalone Redis (the supported deployment) allows; on Redis Clus
     P:wm            HASH  partition of ``detections`` → the time (ms) up to which what was written
                           to it has been observed; the least of them is the watermark that a
                           resolve waits for
+    P:rep           HASH  "<site>|<source>" → "since|last" (ms, when written): the processor has
+                          reported on the source (summary or detection) without a gap longer than
+                          ``stale_after`` from ``since`` to ``last``. Only sources that sent a
+                          score summary are tracked (silence is not absence, see lifecycle.py)
     P:ob:*, P:obq:* the outbox (alerting/outbox.py)
 
 ``sfp`` and ``fp`` are both fingerprints of (site, source, label); an alert keeps the
@@ -275,6 +279,40 @@ return 1
 """
 
 
+REPORTS = _TIME + r"""
+-- KEYS[1]: the report hash. ARGV[1]: the longest gap (ms) that still counts as reporting without
+-- a break; then triples (site|source, age_ms, kind 's' summary or 'd' detection), oldest first.
+-- A detection only extends a source that has sent a summary (a producer of detections alone is
+-- judged by its detections, as before).
+local gap = tonumber(ARGV[1])
+for i = 2, #ARGV, 3 do
+  local f, mark = ARGV[i], now - tonumber(ARGV[i + 1])
+  local cur = redis.call('HGET', KEYS[1], f)
+  if cur or ARGV[i + 2] == 's' then
+    local since, last = mark, 0
+    if cur then
+      local s, l = string.match(cur, '^(%d+)|(%d+)$')
+      since, last = tonumber(s), tonumber(l)
+    end
+    if mark > last then
+      if mark - last > gap then since = mark end
+      redis.call('HSET', KEYS[1], f, string.format('%d|%d', since, mark))
+    end
+  end
+end
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """How the processors have reported on an alert's sources: without a break since
+    ``since_ms``, the latest at ``last_ms`` (both when written, in Redis's clock)."""
+
+    since_ms: int
+    last_ms: int
+
+
 def fingerprint(site: str, source: str, label: str) -> str:
     """Stable id of (site, source, label): 16 hex digits."""
     return hashlib.sha256(f"{site}\x1f{source}\x1f{label}".encode()).hexdigest()[:16]
@@ -379,6 +417,7 @@ class AlertState:
         self._claim = redis.register_script(CLAIM)
         self._commit = redis.register_script(COMMIT)
         self._watermarks = redis.register_script(WATERMARKS)
+        self._reports = redis.register_script(REPORTS)
 
     def key(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
@@ -477,6 +516,28 @@ class AlertState:
         consumer has reported."""
         marks = await self.redis.hvals(self.key("wm"))
         return min(int(m) for m in marks) if marks else None
+
+    # ---------------------------------------------------------------- reports
+
+    async def note_reports(self, reports: Sequence[tuple[str, str, float, bool]]) -> None:
+        """(site, source, age_ms, is_summary) of each summary or detection read, oldest first:
+        its processor reported on that source ``age_ms`` ago."""
+        if not reports:
+            return
+        args: list = [int(self.settings.stale_after * 1000)]
+        for site, source, age, summary in reports:
+            args += [f"{site}|{source}", max(0, int(age)), "s" if summary else "d"]
+        await self._reports(keys=[self.key("rep")], args=args)
+
+    async def coverage(self, snap: AlertSnapshot) -> Coverage | None:
+        """Over the alert's sources that send summaries: reporting without a break since the
+        latest of their starts, up to the earliest of their last reports. None: no source of
+        it sends summaries."""
+        marks = await self.redis.hmget(self.key("rep"), [f"{snap.site}|{s}" for s in snap.sources])
+        pairs = [tuple(int(x) for x in m.split("|")) for m in marks if m]
+        if not pairs:
+            return None
+        return Coverage(max(p[0] for p in pairs), min(p[1] for p in pairs))
 
     # ---------------------------------------------------------------- reads
 

@@ -76,6 +76,9 @@ def pipeline_config(bootstrap: str, redis_url: str, receiver: RecordingReceiver,
             "key_prefix": f"skysentry:{name}",
             "confirm": {"threshold": 0.6, "k": 3, "n": 5, "horizon": "10s"},
             "resolve_after": "6s",
+            # The run's streams end after `seconds`: sensor data that stops leaves an alert stale,
+            # not resolved (alerting's "silence is not absence"); this run shows the resolve instead.
+            "stale_after": "0s",
             "max_detection_age": "30s",
             "route": {
                 "receivers": ["webhook", "slack"], "group_wait": "1s", "repeat_interval": "1h",

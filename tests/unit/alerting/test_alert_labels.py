@@ -28,6 +28,10 @@ class RecordingState:
         self.k = k
         self.seen: list[Detection] = []
         self.counts: Counter = Counter()
+        self.reports: list = []
+
+    async def note_reports(self, reports) -> None:  # every readable record is its processor's report
+        self.reports.extend(reports)
 
     async def observe_many(self, detections: list[Detection]) -> list[Observation]:
         out = []

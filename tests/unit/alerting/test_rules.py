@@ -7,10 +7,10 @@ import pytest
 from alerting.config import AlertingSettings, InhibitRule, RouteConfig, camera_mutes_audio
 from alerting.durations import format_duration, parse_duration
 from alerting.inhibition import Inhibitor
-from alerting.lifecycle import Timing, evaluate, sent_routes
+from alerting.lifecycle import Timing, evaluate, resolve_at, sent_routes
 from alerting.matchers import Matcher, MatcherError, from_maps
 from alerting.routing import Router
-from alerting.state import AlertSnapshot, fingerprint
+from alerting.state import AlertSnapshot, Coverage, fingerprint
 
 
 def snap(**fields) -> AlertSnapshot:
@@ -190,6 +190,38 @@ def test_resolve_waits_until_the_detections_up_to_the_resolve_time_are_read():
     # a watermark alone never resolves early, and without one the clock decides
     assert not evaluate(a, 13000, r, T, watermark_ms=13000).resolve
     assert evaluate(a, 14000, r, T).resolve
+
+
+def test_a_quiet_processor_makes_the_alert_stale_not_resolved_until_reports_flow_again_long_enough():
+    r = simple_router(repeat=10)
+    a = apply(snap(), evaluate(snap(), 2000, r, T, coverage=Coverage(0, 2000)))  # firing told
+    a.raw["last_obs_ms"] = "1000"  # last detection: resolve due at 6000 if the source is watched
+    died = Coverage(since_ms=0, last_ms=3000)  # the processor's last summary
+    d = evaluate(a, 6000, r, T, coverage=died)  # not stale yet (stale_after 5 s), but not watched up to 6000
+    assert not d.resolve and d.resolve_deferred and d.next_tick_ms == 6000 + T.watermark_recheck_ms
+    assert evaluate(a, 6000, r, T, coverage=Coverage(0, 6000)).resolve  # a live processor's next summary
+    d = evaluate(a, 9000, r, T, coverage=died)
+    assert not d.resolve and d.planned == [] and d.went_stale and d.updates == {"stale_ms": 9000}
+    assert d.next_tick_ms == 9000 + T.stale_recheck_ms
+    a = apply(a, d)
+    d = evaluate(a, 13000, r, T, coverage=died)  # the repeat is due (12000), but nobody knows
+    assert not d.resolve and d.planned == [] and not d.went_stale and d.updates == {}
+    back = Coverage(since_ms=14000, last_ms=14500)  # reports again, after a gap
+    d = evaluate(a, 15000, r, T, coverage=back)
+    assert not d.resolve and d.updates["stale_ms"] == "" and d.next_tick_ms <= 19000
+    assert d.planned == []  # and no "still active" the moment data is back: repeats count from now
+    a = apply(a, d)
+    assert not evaluate(a, 18900, r, T, coverage=Coverage(14000, 18900)).resolve  # not 5 s of reports yet
+    d = evaluate(a, 19100, r, T, coverage=Coverage(14000, 19000))
+    assert d.resolve and {p.event for p in d.planned} == {"resolved"}
+
+
+def test_an_alert_whose_sources_send_no_summaries_resolves_by_detections_alone():
+    r = simple_router(repeat=60)
+    a = apply(snap(), evaluate(snap(), 2000, r, T))
+    a.raw["last_obs_ms"] = "1000"
+    assert evaluate(a, 6000, r, T, coverage=None).resolve
+    assert resolve_at(a, 0, T, None) == 6000 and resolve_at(a, 0, T, Coverage(4000, 9000)) == 9000
 
 
 def test_resolved_goes_only_to_routes_that_heard_firing():
