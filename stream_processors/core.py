@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Sequence
@@ -28,6 +29,15 @@ from skysentry.messages import Detection, Headers, ModelRef, ScoreSummary, utcno
 log = logging.getLogger(__name__)
 
 OUTCOMES = ("inferred", "stale", "gated", "dead_lettered")
+
+_DETECTIONS = uuid.UUID("0b7d4a52-93e1-4c1e-8f57-2d6c1f0e9a31")  # uuid5 namespace of detection ids
+
+
+def detection_id(input_event_id: str, model: ModelRef) -> str:
+    """The id of the detection one model version makes of one input (frame or audio window):
+    a re-read of the same input after a crash or a rebalance yields the same id, so the
+    alerting recognises it as a replay instead of counting another window."""
+    return str(uuid.uuid5(_DETECTIONS, f"{input_event_id}/{model.name}/{model.version}"))
 
 
 class ProcessorConfig(BaseModel):
@@ -237,7 +247,8 @@ class Pipeline(ABC):
                 label, shown = (positive, score) if score >= threshold or other is None else other
                 if shown >= threshold:
                     result.detections.append(Detection(
-                        site=event.site, source=event.source, modality=self.MODALITY, label=label, score=shown,
+                        id=detection_id(event.id, detector.ref), site=event.site, source=event.source,
+                        modality=self.MODALITY, label=label, score=shown,
                         boxes=boxes, model=detector.ref, input_event_id=event.id, input_seq=event.seq,
                         captured_at=event.time, processed_at=processed_at))
         result.outcomes["dead_lettered"] = len(result.dead)
