@@ -69,12 +69,17 @@ local sev_corr, lineage, win_ttl = ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
 
 local function observe(fp, site, source, label, modality, score_s, seq_s, cap_s, det, sev_self, evidence, alert_id)
 local score, seq, cap = tonumber(score_s), tonumber(seq_s), tonumber(cap_s)
--- 1. dedup + confirmation window of this source (ZADD NX: 0 = seen before)
+-- 1. dedup + confirmation window of this source: a detection id already in it is a replay,
+-- whatever score the re-run gave (a model's float output can differ with the batch it ran in)
 local win = P .. ':win:' .. fp
+local suffix = '|' .. det
+for _, m in ipairs(redis.call('ZRANGE', win, 0, -1)) do
+  if string.sub(m, -#suffix) == suffix then return {'replay', fp} end
+end
 local member = cap_s .. '|' .. score_s .. '|' .. det
 local pos = seq
 if seq < 0 then pos = cap end
-if redis.call('ZADD', win, 'NX', pos, member) == 0 then return {'replay', fp} end
+redis.call('ZADD', win, pos, member)
 redis.call('PEXPIRE', win, win_ttl)
 if seq >= 0 then  -- keep the last n windows as seen from this one (exact when in order)
   redis.call('ZREMRANGEBYSCORE', win, '-inf', '(' .. (pos - n + 1))
