@@ -18,7 +18,9 @@ a dead-letter record (see :func:`skysentry.bus.send_to_dlq`) and carry on.
 from __future__ import annotations
 
 import json
+import re
 import uuid
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Annotated, ClassVar, Literal, TypeVar
 
@@ -47,6 +49,28 @@ def utcnow() -> datetime:
 # --------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class HeaderSpec:
+    """One Kafka header of a binary-mode record: what a foreign producer must (or may) send."""
+
+    name: str
+    required: bool
+    description: str
+    pattern: str | None = None  # of the UTF-8 value, for the generated JSON Schema
+
+
+SENSOR_HEADERS: tuple[HeaderSpec, ...] = (
+    HeaderSpec("ce_type", True, "the event type with its version, e.g. skysentry.frame.v1"),
+    HeaderSpec("content-type", True, "media type of the value (case-insensitive, parameters allowed)"),
+    HeaderSpec("ce_id", True, "unique id of this frame or window; detections name it as input_event_id"),
+    HeaderSpec("ce_source", True, "camera or microphone id; must equal the record key"),
+    HeaderSpec("ce_time", True, "capture time of the first pixel / sample, RFC 3339 with a zone (UTC: ...Z)"),
+    HeaderSpec("ce_seq", True, "per-source sequence number, 0, 1, 2, ... (gaps show lost records)", r"^[0-9]+$"),
+    HeaderSpec("ce_specversion", False, "CloudEvents version; only 1.0 (the default when absent)", r"^1\.0$"),
+    HeaderSpec("ce_site", False, "site the sensor belongs to (default site-1); alerts corroborate per site"),
+)
+
+
 class SensorEvent(BaseModel):
     """Attributes common to frames and audio windows (the ``ce_*`` headers)."""
 
@@ -61,6 +85,21 @@ class SensorEvent(BaseModel):
     CE_TYPE: ClassVar[str]
     CONTENT_TYPE: ClassVar[str]
     EXTENSIONS: ClassVar[tuple[str, ...]]
+    PAYLOAD: ClassVar[str]  # what the record value holds, for docs/schemas
+
+    @classmethod
+    def header_specs(cls) -> tuple[HeaderSpec, ...]:
+        """Every header of this event type, the required ones first (docs/schemas render it)."""
+        ext = tuple(HeaderSpec(f"ce_{name}", True, cls.model_fields[name].description or name, r"^[0-9]+$")
+                    for name in cls.EXTENSIONS)
+        return tuple(s for s in SENSOR_HEADERS if s.required) + ext + tuple(s for s in SENSOR_HEADERS if not s.required)
+
+    @classmethod
+    def required_headers(cls) -> tuple[str, ...]:
+        return tuple(s.name for s in cls.header_specs() if s.required)
+
+    def content_type(self) -> str:
+        return self.CONTENT_TYPE
 
     def headers(self) -> Headers:
         h: Headers = [
@@ -69,7 +108,7 @@ class SensorEvent(BaseModel):
             ("ce_source", self.source.encode()),
             ("ce_type", self.CE_TYPE.encode()),
             ("ce_time", _iso(self.time).encode()),
-            ("content-type", self.CONTENT_TYPE.encode()),
+            ("content-type", self.content_type().encode()),
             ("ce_site", self.site.encode()),
             ("ce_seq", str(self.seq).encode()),
         ]
@@ -79,24 +118,69 @@ class SensorEvent(BaseModel):
     @classmethod
     def from_headers(cls, headers: Headers | None):
         """Parse the ``ce_*`` headers of one record; raise ContractError with the reason."""
+        return cls.read_headers(headers)[0]
+
+    @classmethod
+    def read_headers(cls, headers: Headers | None):
+        """(event, what :meth:`check_content_type` says of the payload) of one record's headers."""
         h = _header_dict(headers)
         ce_type = h.get("ce_type")
         if ce_type != cls.CE_TYPE:
             raise ContractError(f"ce_type is {ce_type!r}, expected {cls.CE_TYPE!r}")
         if h.get("ce_specversion", SPECVERSION) != SPECVERSION:
             raise ContractError(f"unsupported ce_specversion {h.get('ce_specversion')!r}")
-        if h.get("content-type") != cls.CONTENT_TYPE:
-            raise ContractError(f"content-type is {h.get('content-type')!r}, expected {cls.CONTENT_TYPE!r}")
-        fields = {"id": h.get("ce_id"), "source": h.get("ce_source"), "time": h.get("ce_time"),
-                  "site": h.get("ce_site", "site-1"), "seq": h.get("ce_seq")}
-        fields.update({name: h.get(f"ce_{name}") for name in cls.EXTENSIONS})
-        missing = [k for k, v in fields.items() if v is None]
+        missing = [name for name in cls.required_headers() if name not in h]
         if missing:
-            raise ContractError(f"missing headers: {', '.join('ce_' + m for m in missing)}")
+            raise ContractError(f"missing headers: {', '.join(missing)}")
+        fields = {"id": h["ce_id"], "source": h["ce_source"], "time": h["ce_time"],
+                  "site": h.get("ce_site", "site-1"), "seq": h["ce_seq"]}
+        fields.update({name: h[f"ce_{name}"] for name in cls.EXTENSIONS})
         try:
-            return cls.model_validate(fields)
+            event = cls.model_validate(fields)
         except ValidationError as exc:
             raise ContractError(f"bad {cls.CE_TYPE} headers: {_first_error(exc)}") from None
+        return event, event.check_content_type(parse_media_type(h["content-type"]))
+
+    def check_content_type(self, media: "MediaType") -> str | None:
+        """Raise ContractError unless ``media`` describes this event's payload."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class MediaType:
+    """A parsed ``content-type`` (RFC 2045 / 6838): type and subtype lower-cased, parameter
+    names lower-cased, values as sent (quotes removed)."""
+
+    type: str
+    subtype: str
+    params: dict[str, str]
+
+    @property
+    def essence(self) -> str:
+        return f"{self.type}/{self.subtype}"
+
+
+_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_MEDIA = re.compile(rf"^\s*({_TOKEN})/({_TOKEN})\s*((?:;.*)?)$")
+_PARAM = re.compile(rf'^\s*({_TOKEN})\s*=\s*({_TOKEN}|"(?:[^"\\]|\\.)*")\s*$')
+
+
+def parse_media_type(text: str) -> MediaType:
+    """``IMAGE/JPEG`` → image/jpeg; ``audio/L16; rate=16000; channels=1`` → audio/l16 with
+    two parameters. Raise ContractError for anything that is not a media type."""
+    m = _MEDIA.match(text)
+    if not m:
+        raise ContractError(f"content-type {text!r:.80} is not a media type (type/subtype[;name=value])")
+    params: dict[str, str] = {}
+    for part in filter(str.strip, m.group(3).split(";")):
+        pm = _PARAM.match(part)
+        if not pm:
+            raise ContractError(f"content-type {text!r:.80}: bad parameter {part.strip()!r:.40}")
+        value = pm.group(2)
+        if value.startswith('"'):
+            value = re.sub(r"\\(.)", r"\1", value[1:-1])
+        params[pm.group(1).lower()] = value
+    return MediaType(m.group(1).lower(), m.group(2).lower(), params)
 
 
 class FrameEvent(SensorEvent):
@@ -105,20 +189,64 @@ class FrameEvent(SensorEvent):
     CE_TYPE: ClassVar[str] = "skysentry.frame.v1"
     CONTENT_TYPE: ClassVar[str] = "image/jpeg"
     EXTENSIONS: ClassVar[tuple[str, ...]] = ("width", "height")
+    PAYLOAD: ClassVar[str] = ("one JPEG image (starts with the FF D8 FF start-of-image marker), as the camera "
+                              "encoded it; content-type image/jpeg (any case, parameters ignored)")
 
-    width: int = Field(gt=0, le=16384)
-    height: int = Field(gt=0, le=16384)
+    width: int = Field(gt=0, le=16384, description="frame width in pixels, as encoded in the JPEG")
+    height: int = Field(gt=0, le=16384, description="frame height in pixels, as encoded in the JPEG")
+
+    def check_content_type(self, media: MediaType) -> None:
+        if media.essence != "image/jpeg":  # parameters are allowed and ignored
+            raise ContractError(f"content-type is {media.essence!r}: frames must be JPEG (image/jpeg)")
+
+
+# Audio windows are 16-bit signed PCM, mono. Two byte orders are read, each named exactly:
+#   audio/L16;rate=R[;channels=1]  big-endian (network order), as RFC 2586 / RFC 3551 register it;
+#   audio/x-raw;format=S16LE;rate=R;channels=1  little-endian, what SkySentry's producers send.
+# A bare ``audio/L16`` (no rate: not valid under RFC 2586, whose rate parameter is required) is
+# what SkySentry wrote before; it is read as little-endian and deprecated.
+AUDIO_LE = "audio/x-raw"
 
 
 class AudioEvent(SensorEvent):
-    """One audio window; the record value is PCM signed 16-bit little-endian mono."""
+    """One audio window; the record value is 16-bit signed PCM mono, byte order by content type."""
 
     CE_TYPE: ClassVar[str] = "skysentry.audio.v1"
-    CONTENT_TYPE: ClassVar[str] = "audio/L16"
+    CONTENT_TYPE: ClassVar[str] = f"{AUDIO_LE};format=S16LE"
     EXTENSIONS: ClassVar[tuple[str, ...]] = ("samplerate", "samples")
+    PAYLOAD: ClassVar[str] = ("ce_samples 16-bit signed PCM samples, mono, 2 x ce_samples bytes, no header. The "
+                              "content-type names the byte order and is authoritative: "
+                              "audio/x-raw;format=S16LE;rate=R;channels=1 little-endian (what SkySentry sends); "
+                              "audio/L16;rate=R[;channels=1] big-endian, network order (RFC 2586 / RFC 3551); "
+                              "a bare audio/L16 without rate is read as little-endian (SkySentry's old form, "
+                              "deprecated). rate must equal ce_samplerate, channels must be 1; float samples "
+                              "(format=F32LE, audio/*float*) and any other type are dead-lettered")
 
-    samplerate: int = Field(gt=0, le=384_000)
-    samples: int = Field(gt=0)
+    samplerate: int = Field(gt=0, le=384_000, description="samples per second (Hz)")
+    samples: int = Field(gt=0, description="samples in this window; the value holds 2 bytes per sample")
+    def content_type(self) -> str:
+        return f"{self.CONTENT_TYPE};rate={self.samplerate};channels=1"
+
+    def check_content_type(self, media: MediaType) -> str:
+        """The payload's byte order, ``<`` or ``>``; ContractError for anything but 16-bit PCM mono."""
+        p = media.params
+        fmt = p.get("format", "").upper()
+        if "FLOAT" in media.subtype.upper() or fmt.startswith("F") or "float" in p.get("encoding", "").lower():
+            raise ContractError(f"content-type {media.essence} {p}: float samples are not accepted; "
+                                "send 16-bit signed PCM (audio/L16;rate=... or audio/x-raw;format=S16LE;rate=...)")
+        if media.essence == "audio/l16":
+            order = ">" if "rate" in p else "<"  # bare audio/L16: SkySentry's old little-endian form
+        elif media.essence == AUDIO_LE and fmt in ("S16LE", "S16BE"):
+            order = "<" if fmt == "S16LE" else ">"
+        else:
+            raise ContractError(f"content-type {media.essence}{';format=' + fmt if fmt else ''} is not accepted: "
+                                "audio must be 16-bit signed PCM mono (audio/L16;rate=R big-endian, or "
+                                "audio/x-raw;format=S16LE;rate=R;channels=1)")
+        if "rate" in p and p["rate"] != str(self.samplerate):
+            raise ContractError(f"content-type says rate={p['rate']}, ce_samplerate says {self.samplerate}")
+        if p.get("channels", "1") != "1":
+            raise ContractError(f"content-type says channels={p['channels']}: only mono (channels=1) is accepted")
+        return order
 
 
 JPEG_MAGIC = b"\xff\xd8\xff"
@@ -138,7 +266,7 @@ def decode_frame(value: bytes | None, headers: Headers | None) -> FrameEvent:
 
 
 def encode_audio(event: AudioEvent, pcm: np.ndarray) -> tuple[bytes, bytes, Headers]:
-    """(key, value, headers) of an audio record; ``pcm`` is int16 mono."""
+    """(key, value, headers) of an audio record; ``pcm`` is int16 mono, sent little-endian."""
     if pcm.dtype != np.int16 or pcm.ndim != 1:
         raise ContractError(f"audio must be int16 mono, got {pcm.dtype} with shape {pcm.shape}")
     if len(pcm) != event.samples:
@@ -147,12 +275,14 @@ def encode_audio(event: AudioEvent, pcm: np.ndarray) -> tuple[bytes, bytes, Head
 
 
 def decode_audio(value: bytes | None, headers: Headers | None) -> tuple[AudioEvent, np.ndarray]:
-    """Headers and samples (a read-only int16 view over ``value``)."""
-    event = AudioEvent.from_headers(headers)
+    """Headers and samples: a read-only int16 view over ``value`` for little-endian windows,
+    a native-order copy for big-endian (``audio/L16;rate=...``) ones."""
+    event, order = AudioEvent.read_headers(headers)
     if value is None or len(value) != 2 * event.samples:
         got = 0 if value is None else len(value)
         raise ContractError(f"audio payload is {got} bytes, expected {2 * event.samples} ({event.samples} samples)")
-    return event, np.frombuffer(value, dtype="<i2")
+    pcm = np.frombuffer(value, dtype=f"{order}i2")
+    return event, pcm if order == "<" else pcm.astype("<i2")
 
 
 # --------------------------------------------------------------------------------------------
@@ -274,6 +404,7 @@ class ModelAnnouncement(Contract):
 
 
 JSON_MESSAGES: tuple[type[Contract], ...] = (Detection, ScoreSummary, Alert, ModelAnnouncement)
+SENSOR_EVENTS: tuple[type[SensorEvent], ...] = (FrameEvent, AudioEvent)
 _BY_TYPE = {m.CE_TYPE: m for m in JSON_MESSAGES}
 C = TypeVar("C", bound=Contract)
 

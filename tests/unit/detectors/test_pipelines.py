@@ -115,6 +115,23 @@ async def test_audio_window_detection_silence_and_bad_payload(audio):
     assert "audio payload is" in result.dead[0][1]
 
 
+async def test_audio_is_read_by_its_declared_format_not_its_length(audio):
+    """A big-endian audio/L16 window scores as its little-endian twin; a float32 window of the
+    same byte length, declared as such, is dead-lettered with the reason."""
+    p = audio()
+    key, value, headers, _ = audio_record("mic-4", 0)
+    be = np.frombuffer(value, "<i2").astype(">i2").tobytes()
+    l16 = [(k, b"audio/L16;rate=16000;channels=1" if k == "content-type" else v) for k, v in headers]
+    f32 = np.frombuffer(value, "<i2")[:8000].astype("<f4").tobytes()
+    assert len(f32) == len(value)
+    floats = [(k, b"audio/x-raw;format=F32LE;rate=16000;channels=1" if k == "content-type" else v) for k, v in headers]
+    result = await p.process([rec(key, value, headers), rec(key, be, l16, 1), rec(key, f32, floats, 2)])
+    assert result.outcomes["inferred"] == 2 and len(result.dead) == 1
+    a, b = result.detections
+    assert a.score == pytest.approx(b.score)
+    assert "invalid audio window" in result.dead[0][1] and "float samples are not accepted" in result.dead[0][1]
+
+
 async def test_level_gate_and_other_sample_rates(audio):
     p = audio(level_gate={"enabled": True, "min_dbfs": -40.0, "refresh_s": 60})
     t0 = utcnow()

@@ -32,7 +32,66 @@ def test_audio_round_trip_is_exact():
     decoded, samples = decode_audio(value, headers)
     assert decoded == event
     np.testing.assert_array_equal(samples, pcm)
-    assert dict(headers)["content-type"] == b"audio/L16"
+    assert dict(headers)["content-type"] == b"audio/x-raw;format=S16LE;rate=16000;channels=1"
+    assert value == pcm.astype("<i2").tobytes()  # little-endian on the wire, as the type says
+
+
+def with_content_type(headers, content_type: str):
+    return [(k, content_type.encode() if k == "content-type" else v) for k, v in headers]
+
+
+@pytest.mark.parametrize("content_type", ["image/jpeg", "IMAGE/JPEG", "Image/Jpeg; quality=90", " image/jpeg ;q=1"])
+def test_frame_content_type_is_a_media_type(content_type):
+    event = FrameEvent(source="cam", time=T0, seq=1, width=10, height=10)
+    _, value, headers = encode_frame(event, JPEG)
+    assert decode_frame(value, with_content_type(headers, content_type)) == event
+
+
+@pytest.mark.parametrize("content_type, reason", [
+    ("image/png", "frames must be JPEG"), ("jpeg", "not a media type"), ("image/jpeg; q", "bad parameter")])
+def test_frame_content_type_refusals_say_why(content_type, reason):
+    _, value, headers = encode_frame(FrameEvent(source="cam", time=T0, seq=1, width=10, height=10), JPEG)
+    with pytest.raises(ContractError, match=reason):
+        decode_frame(value, with_content_type(headers, content_type))
+
+
+RAMP = np.array([1, -2, 300, -32768, 32767, 258], np.int16)  # byte order shows in every value
+
+
+@pytest.mark.parametrize("content_type, order", [
+    ("audio/x-raw;format=S16LE;rate=16000;channels=1", "<"),   # what SkySentry sends
+    ("AUDIO/X-RAW; FORMAT=s16le; Rate=16000", "<"),
+    ("audio/x-raw;format=S16BE;rate=16000;channels=1", ">"),
+    ("audio/L16;rate=16000;channels=1", ">"),                   # RFC 2586 / 3551: network order
+    ("audio/l16; rate=\"16000\"", ">"),
+    ("audio/L16", "<"),                                         # SkySentry's old form (no rate): deprecated
+])
+def test_audio_byte_order_follows_the_content_type(content_type, order):
+    a = AudioEvent(source="mic", time=T0, seq=0, samplerate=16000, samples=len(RAMP))
+    _, _, headers = encode_audio(a, RAMP)
+    event, pcm = decode_audio(RAMP.astype(f"{order}i2").tobytes(), with_content_type(headers, content_type))
+    assert event == a
+    np.testing.assert_array_equal(pcm, RAMP)
+    assert pcm.dtype == np.dtype("<i2")
+
+
+@pytest.mark.parametrize("content_type, reason", [
+    ("audio/L16;rate=8000;channels=1", "rate=8000, ce_samplerate says 16000"),
+    ("audio/x-raw;format=S16LE;rate=16000;channels=2", "only mono"),
+    ("audio/x-raw;format=F32LE;rate=16000;channels=1", "float samples are not accepted"),
+    ("audio/x-float32", "float samples are not accepted"),
+    ("audio/L16;rate=16000;encoding=float", "float samples are not accepted"),
+    ("audio/x-raw;format=S24LE;rate=16000", "is not accepted"),
+    ("audio/wav", "is not accepted"),
+    ("application/octet-stream", "is not accepted"),
+])
+def test_audio_content_types_that_contradict_the_window_are_refused(content_type, reason):
+    a = AudioEvent(source="mic", time=T0, seq=0, samplerate=16000, samples=8)
+    _, _, headers = encode_audio(a, np.zeros(8, np.int16))
+    # 4 float32 samples are 16 bytes, what 8 int16 samples take: only the declared type tells
+    float_payload = np.linspace(-1, 1, 4, dtype="<f4").tobytes()
+    with pytest.raises(ContractError, match=reason):
+        decode_audio(float_payload, with_content_type(headers, content_type))
 
 
 @pytest.mark.parametrize("mutate, reason", [
