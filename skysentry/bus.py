@@ -11,6 +11,7 @@ import logging
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner, murmur2
 from aiokafka.structs import ConsumerRecord
 
 from skysentry.config import KafkaSettings
@@ -37,6 +38,13 @@ def client_options(kafka: KafkaSettings) -> dict[str, Any]:
     return opts
 
 
+def partition_for(key: bytes, partitions: int) -> int:
+    """The partition every SkySentry producer writes a keyed record to: Kafka's Java client
+    rule, murmur2 of the key bytes with the sign bit cleared, modulo the partition count
+    (docs/contracts.md says how other clients match it, e.g. librdkafka's murmur2_random)."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
 def make_producer(kafka: KafkaSettings, *, compression: str | None = None, linger_ms: int = 5,
                   **overrides: Any) -> AIOKafkaProducer:
     """An idempotent, ``acks=all`` producer (not started).
@@ -51,6 +59,7 @@ def make_producer(kafka: KafkaSettings, *, compression: str | None = None, linge
         "linger_ms": linger_ms,
         "max_request_size": kafka.max_message_bytes,
         "max_batch_size": 1024 * 1024,
+        "partitioner": DefaultPartitioner(),  # partition_for: explicit, as the contract states it
     }
     opts.update(overrides)
     return AIOKafkaProducer(**opts)
