@@ -155,6 +155,8 @@ class AlertingSettings(_Strict):
                                   "one a second) and has sent nothing about it for this long is stale: its "
                                   "alerts neither resolve nor repeat until data flows again, and a resolve "
                                   "needs resolve_after of unbroken reports. 0: off (resolve by detections alone)")
+    max_clock_skew: Duration = Field(5.0, ge=0, description="a detection or score summary dated (capture time, "
+                                     "window end) further than this in the future is dead-lettered: its clock is wrong")
     max_detection_age: Duration = Field(300.0, description="older detections (capture time) are skipped, "
                                         "so a replayed backlog never pages anyone")
     severity: SeverityPolicy = SeverityPolicy()

@@ -3,7 +3,9 @@
 At-least-once with idempotent effects: offsets are committed only after Redis has applied
 the batch, and ``observe`` ignores a detection it has seen, so a replay after a crash or a
 rebalance changes nothing. Records that are not readable detections go to
-``detections.dlq`` with the reason; score summaries (the other event type on the topic) are
+``detections.dlq`` with the reason (as are records of an unknown content type, and events
+dated beyond ``max_clock_skew`` in the future: a wrong clock must not fire, nor resolve before
+it fired); either CloudEvents mode is read; score summaries (the other event type on the topic) are
 noted as the processor's word that it is watching the source (what keeps an alert of a quiet
 source from resolving, see alerting/lifecycle.py) and skipped, and so are detections of a
 class that does not alert: a vision model reports the class it saw (``bird``, ``airplane``,
@@ -34,7 +36,7 @@ from alerting.config import AlertingSettings
 from alerting.state import AlertState, Observation
 from skysentry.bus import send_to_dlq
 from skysentry.logs import kv
-from skysentry.messages import ContractError, Detection, ScoreSummary, decode_structured
+from skysentry.messages import ContractError, Detection, ScoreSummary, decode_event
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +140,12 @@ class DetectionConsumer:
         alert_labels = self.settings.alert_labels
         for record in records:
             try:
-                _, message = decode_structured(record.value, (Detection, ScoreSummary))
+                _, message = decode_event(record.value, record.headers, (Detection, ScoreSummary))
+                dated = message.window_end if isinstance(message, ScoreSummary) else message.captured_at
+                ahead = (dated - now).total_seconds()
+                if ahead > self.settings.max_clock_skew:
+                    raise ContractError(f"dated {dated.isoformat()}, {ahead:.1f} s in the future (beyond "
+                                        f"max_clock_skew {self.settings.max_clock_skew:g} s): the sender's clock is wrong")
             except ContractError as exc:
                 await send_to_dlq(self.producer, record, str(exc))
                 metrics.INVALID.inc()

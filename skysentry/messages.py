@@ -294,9 +294,13 @@ Score = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
 class Contract(BaseModel):
-    """Base of every JSON message: strict about unknown fields so drift is caught early."""
+    """Base of every JSON message. Readers ignore fields they do not know (forward
+    compatibility: a version may gain optional fields, e.g. ``alert_id`` on alerts, without a
+    new type name, and a consumer on the older model still reads it); removing or changing a
+    field needs a new type version. Drift between models and docs/schemas is caught by
+    tests/unit/kernel/test_schemas.py instead."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True)
     CE_TYPE: ClassVar[str]
 
 
@@ -463,6 +467,35 @@ def decode_structured(value: bytes | None, expect: type[C] | tuple[type[Contract
         return envelope, model.model_validate(envelope.data)
     except ValidationError as exc:
         raise ContractError(f"bad {envelope.type} data: {_first_error(exc)}") from None
+
+
+def decode_event(value: bytes | None, headers: Headers | None,
+                 expect: type[C] | tuple[type[Contract], ...] | None = None) -> tuple[Envelope, Contract]:
+    """A JSON event in either mode of the CloudEvents Kafka binding, told apart by the
+    ``content-type`` header: structured (``application/cloudevents+json``: the value is the
+    envelope) or binary (``application/json`` with ``ce_*`` headers: the value is the data).
+    Any other or no content type is refused."""
+    ct = header(headers, "content-type")
+    if ct is None:
+        raise ContractError(f"no content-type header; expected {STRUCTURED_CONTENT_TYPE} (structured mode) "
+                            "or application/json with ce_* headers (binary mode)")
+    media = parse_media_type(ct)
+    if media.essence == STRUCTURED_CONTENT_TYPE:
+        return decode_structured(value, expect)
+    if media.essence != "application/json":
+        raise ContractError(f"content-type {media.essence!r} is not accepted: expected {STRUCTURED_CONTENT_TYPE} "
+                            "(structured mode) or application/json with ce_* headers (binary mode)")
+    h = _header_dict(headers)
+    attrs = {k[3:]: v for k, v in h.items() if k.startswith("ce_")}
+    missing = [f"ce_{a}" for a in ("specversion", "id", "source", "type") if a not in attrs]
+    if missing:
+        raise ContractError(f"binary-mode event without {', '.join(missing)}")
+    try:
+        data = json.loads(value or b"")
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ContractError(f"value is not JSON: {exc}") from None
+    envelope = json.dumps({**attrs, "datacontenttype": "application/json", "data": data}).encode()
+    return decode_structured(envelope, expect)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,13 +1,14 @@
 """Contracts: binary-mode sensor events and structured JSON events round-trip, and
 decoders reject what they cannot read with a reason (never another exception)."""
 
+import json
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
 
-from skysentry.messages import (Alert, AudioEvent, ContractError, Detection, FrameEvent, ModelAnnouncement,
-                                ModelRef, decode_audio, decode_frame, decode_structured, encode_audio,
+from skysentry.messages import (AudioEvent, ContractError, Detection, FrameEvent, ModelAnnouncement,
+                                ModelRef, decode_audio, decode_event, decode_frame, decode_structured, encode_audio,
                                 encode_frame, encode_structured)
 
 T0 = datetime(2026, 11, 23, 12, 0, 0, 123000, tzinfo=timezone.utc)
@@ -154,6 +155,30 @@ def test_structured_decoder_limits_accepted_types():
     assert decode_structured(value, (Detection, ModelAnnouncement))[1] == ann
 
 
-def test_unknown_fields_are_rejected_so_drift_is_loud():
-    with pytest.raises(Exception):
-        Alert.model_validate({"fingerprint": "f", "surprise": 1})
+def test_readers_ignore_fields_they_do_not_know():
+    """Forward compatibility: a consumer on an older model reads a message that gained an
+    optional field (as alerts gained alert_id); drift between models and docs/schemas is
+    caught by test_schemas instead."""
+    d = detection()
+    value, _ = encode_structured(d, source="p")
+    newer = json.loads(value)
+    newer["data"]["track_id"] = "t-9"
+    newer["data"]["boxes"] = [{"x1": 0, "y1": 0, "x2": 1, "y2": 1, "score": 0.9, "area_px": 12}]
+    _, read = decode_structured(json.dumps(newer).encode(), Detection)
+    assert read.id == d.id and read.boxes[0].score == 0.9
+
+
+def test_decode_event_reads_both_cloudevents_modes_and_refuses_other_content_types():
+    d = detection()
+    value, headers = encode_structured(d, source="p")
+    assert decode_event(value, headers, Detection)[1] == d
+    assert decode_event(value, [("content-type", b"Application/CloudEvents+JSON; charset=utf-8")], Detection)[1] == d
+    binary = [("ce_specversion", b"1.0"), ("ce_id", d.id.encode()), ("ce_source", b"p"),
+              ("ce_type", b"skysentry.detection.v1"), ("ce_time", b"2026-11-23T12:00:00Z"),
+              ("ce_partitionkey", b"cam-1"), ("content-type", b"application/json")]
+    envelope, read = decode_event(json.dumps(d.model_dump(mode="json")).encode(), binary, Detection)
+    assert read == d and envelope.id == d.id and envelope.source == "p"
+    for bad, reason in [([], "no content-type header"), ([("content-type", b"text/plain")], "is not accepted"),
+                        ([("content-type", b"application/json")], "without ce_specversion, ce_id, ce_source, ce_type")]:
+        with pytest.raises(ContractError, match=reason):
+            decode_event(value, bad, Detection)
