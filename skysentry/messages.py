@@ -407,6 +407,39 @@ class ModelAnnouncement(Contract):
     card_uri: str | None = None
 
 
+class WebhookEvidence(Contract):
+    """The strongest detection behind an alert: enough to find the frame or audio window."""
+
+    detection_id: str | None = None
+    input_event_id: str | None = None
+    source: str | None = None
+    modality: str | None = None
+    score: float | None = None
+    model: str | None = Field(None, description="model name and version, space-separated")
+    box: list[float] | None = Field(None, description="x1, y1, x2, y2 (normalised) of the best box, vision only")
+    captured_at: AwareDatetime | None = None
+
+
+class WebhookBody(Contract):
+    """The JSON body of a webhook notification (the webhook channel, alerting/channels/webhook.py),
+    signed as docs/contracts.md says. Deduplicate by `idempotency_key` (also the
+    Idempotency-Key header): it is the same on every retry and never reused."""
+
+    SCHEMA_NAME: ClassVar[str] = "skysentry.webhook.v1"
+
+    version: Literal["1"]
+    idempotency_key: str
+    event: Literal["firing", "repeat", "resolved"]
+    escalated: bool = Field(description="a repeat sent early because the severity went up")
+    receiver: str = Field(description="the channel name in the alerting's configuration")
+    route: str = Field(description="the routing-tree node that chose this receiver")
+    title: str
+    alert: Alert
+    sources: list[str]
+    evidence: WebhookEvidence | None
+    decided_at: AwareDatetime
+
+
 JSON_MESSAGES: tuple[type[Contract], ...] = (Detection, ScoreSummary, Alert, ModelAnnouncement)
 SENSOR_EVENTS: tuple[type[SensorEvent], ...] = (FrameEvent, AudioEvent)
 _BY_TYPE = {m.CE_TYPE: m for m in JSON_MESSAGES}

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from skysentry.messages import JSON_MESSAGES, SENSOR_EVENTS, Envelope, SensorEvent
+from skysentry.messages import JSON_MESSAGES, SENSOR_EVENTS, Envelope, SensorEvent, WebhookBody
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "docs" / "schemas"
 
@@ -27,6 +27,9 @@ def render_schemas() -> dict[str, str]:
             schema["description"] = (schema.get("description", "") +
                                      f"\n\nThe `data` of a CloudEvent of type `{name}`.").strip()
         out[f"{name}.json"] = json.dumps(schema, indent=2, sort_keys=True) + "\n"
+    webhook = WebhookBody.model_json_schema(mode="serialization")
+    webhook["$id"] = f"https://skysentry.dev/schemas/{WebhookBody.SCHEMA_NAME}.json"
+    out[f"{WebhookBody.SCHEMA_NAME}.json"] = json.dumps(webhook, indent=2, sort_keys=True) + "\n"
     for event in SENSOR_EVENTS:
         out[f"{event.CE_TYPE}.json"] = json.dumps(header_schema(event), indent=2, sort_keys=True) + "\n"
     return out

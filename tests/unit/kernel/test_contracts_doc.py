@@ -69,3 +69,43 @@ def test_the_page_names_every_event_type_and_its_schema():
     for model in (*JSON_MESSAGES, *SENSOR_EVENTS):
         assert f"`{model.CE_TYPE}`" in text
         assert f"(schemas/{model.CE_TYPE}.json)" in text
+
+
+def test_the_webhook_body_is_what_its_schema_says():
+    """The body the webhook channel sends validates against docs/schemas/skysentry.webhook.v1.json,
+    and the schema's model names every field the channel writes (no undocumented field)."""
+    import jsonschema
+
+    from alerting.channels.webhook import body_of
+    from alerting.notification import Evidence, Notification
+    from skysentry.messages import Alert, WebhookBody, WebhookEvidence
+
+    alert = Alert(fingerprint="f", event="firing", status="firing", severity="critical", site="north", source="cam-1",
+                  modalities=["vision"], max_score=0.9, starts_at=T0, last_seen_at=T0, detection_ids=["d1"],
+                  summary="drone", alert_id="0190")
+    for evidence in (None, Evidence(detection_id="d1", input_event_id="frame-9", source="cam-1", modality="vision",
+                                    score=0.9, model="vision 3", box=[0.1, 0.2, 0.3, 0.4], captured_at=T0)):
+        n = Notification(idempotency_key="k", channel="ops", route="root", event="firing", alert=alert,
+                         sources=["cam-1"], evidence=evidence, decided_at=T0)
+        body = json.loads(body_of(n))
+        schema = json.loads((SCHEMA_DIR / "skysentry.webhook.v1.json").read_text())
+        jsonschema.Draft202012Validator(schema).validate(body)
+        assert set(body) == set(WebhookBody.model_fields)
+        if evidence is not None:
+            assert set(body["evidence"]) == set(WebhookEvidence.model_fields)
+        assert WebhookBody.model_validate(body).alert == alert
+
+
+def test_the_pages_signature_example_verifies():
+    import hashlib
+    import hmac
+
+    from alerting.channels.webhook import sign, verify_signature
+
+    example = DOC.read_text().split("secret     ", 1)[1].split("```", 1)[0]
+    fields = dict(line.split(None, 1) for line in ("secret " + example).strip().splitlines())
+    secret, timestamp, body, signature = (fields[k] for k in ("secret", "timestamp", "body", "signature"))
+    assert sign(secret, timestamp, body.encode()) == signature
+    assert signature == "sha256=" + hmac.new(secret.encode(), f"{timestamp}.{body}".encode(), hashlib.sha256).hexdigest()
+    assert verify_signature(secret, timestamp, body.encode(), signature, now=int(timestamp) + 60)
+    assert not verify_signature(secret, timestamp, body.encode() + b" ", signature, now=int(timestamp) + 60)
