@@ -155,6 +155,9 @@ class AlertingSettings(_Strict):
                                   "one a second) and has sent nothing about it for this long is stale: its "
                                   "alerts neither resolve nor repeat until data flows again, and a resolve "
                                   "needs resolve_after of unbroken reports. 0: off (resolve by detections alone)")
+    behind_after: Duration = Field(5.0, ge=0, description="'still active' repeats are held while the "
+                                   "detections stream is behind: the watermark (everything written before it "
+                                   "has been read) is older than this (consumer lag, broker down). 0: off")
     max_clock_skew: Duration = Field(5.0, ge=0, description="a detection or score summary dated (capture time, "
                                      "window end) further than this in the future is dead-lettered: its clock is wrong")
     max_detection_age: Duration = Field(300.0, description="older detections (capture time) are skipped, "

@@ -21,7 +21,7 @@ from alerting.config import AlertingSettings
 from alerting.events import ALERTS_CHANNEL, alert_of
 from alerting.ids import idempotency_key
 from alerting.inhibition import Inhibitor
-from alerting.lifecycle import Decision, Timing, evaluate, resolve_at
+from alerting.lifecycle import Decision, Timing, evaluate
 from alerting.notification import Evidence, Notification
 from alerting.routing import Router
 from alerting.silences import SilenceStore
@@ -45,7 +45,8 @@ class Dispatcher:
         self.on_outbox = on_outbox
         self.prefix = settings.key_prefix
         self.timing = Timing(int(settings.resolve_after * 1000), int(settings.mute_recheck * 1000),
-                             stale_after_ms=int(settings.stale_after * 1000))
+                             stale_after_ms=int(settings.stale_after * 1000),
+                             behind_after_ms=int(settings.behind_after * 1000))
 
     async def tick(self, fp: str, now: int) -> Decision | None:
         """Evaluate one alert whose timer is due (and that this replica has claimed)."""
@@ -63,13 +64,14 @@ class Dispatcher:
                 silenced = silence.id if silence else None
                 if not silenced and self.inhibitor.targets_possible(snap):
                     inhibited = self.inhibitor.inhibited_by(snap, await self.state.site_alerts(snap.site))
-            # the watermark matters only to a resolve that is due: no Redis read on other ticks
-            due = snap.status == "firing" and now >= resolve_at(snap, now, self.timing, coverage)
-            watermark = await self.state.watermark_ms() if due else None
+            # the watermark holds a due resolve and, while it lags, "still active" repeats
+            watermark = await self.state.watermark_ms() if snap.status == "firing" else None
             decision = evaluate(snap, now, self.router, self.timing, silenced_by=silenced, inhibited_by=inhibited,
                                 watermark_ms=watermark, coverage=coverage)
             notifications = self.notifications(snap, decision, now)
-            entries = [(n.channel, n.idempotency_key, n.model_dump_json()) for n in notifications]
+            # one alert's notifications to one channel and target go out in the order decided
+            entries = [(n.channel, n.idempotency_key, n.model_dump_json(), f"{n.channel}/{fp}/{n.target or ''}")
+                       for n in notifications]
             if await self.state.commit(fp, snap.version, updates=decision.updates, outbox=entries,
                                        next_tick_ms=decision.next_tick_ms, resolve=decision.resolve):
                 if any(n.channel != ALERTS_CHANNEL for n in notifications):

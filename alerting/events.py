@@ -55,9 +55,13 @@ def summary_of(a: AlertSnapshot, event: str, now_ms: int) -> str:
         return (f"{what} at site {a.site} no longer detected by {', '.join(a.sources)}; "
                 f"last seen {iso(ms_to_dt(a.ms('last_seen_ms') or now_ms))}")
     if len(a.sources) > 1:
-        return (f"{what} at site {a.site} corroborated by {' and '.join(a.sources)} ({mods}), "
+        said = (f"{what} at site {a.site} corroborated by {' and '.join(a.sources)} ({mods}), "
                 f"confidence {a.max_score:.0%}")
-    return f"{what} confirmed at site {a.site} by {a.source} ({mods}), confidence {a.max_score:.0%}"
+    else:
+        said = f"{what} confirmed at site {a.site} by {a.source} ({mods}), confidence {a.max_score:.0%}"
+    if event == "repeat":  # what is known, not a claim about now
+        return f"Still active: {said}; last seen {iso(ms_to_dt(a.ms('last_seen_ms') or now_ms))}"
+    return said
 
 
 def alert_of(a: AlertSnapshot, event: str, now_ms: int) -> Alert:

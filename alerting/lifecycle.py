@@ -16,6 +16,13 @@ leaves the alert *stale* (``stale_ms`` set) once nothing came for ``stale_after`
 resolves nor repeats "still active" until reports flow again; then it needs ``resolve_after``
 of them to resolve, and repeats count from then.
 
+Behind is not "still active" either: a "still active" repeat says what the service read, so it
+is held while the detections stream is behind, that is while the watermark (everything written
+to ``detections`` before it has been read) is more than ``behind_after`` old — the consumer
+lags, cannot read (broker down) or nobody reads some partition. An escalation (the severity
+rose, from detections that were read) still goes out. Once reading catches up, a due repeat goes
+out with what is known: the alert's ``last_seen_at``.
+
 Kept free of I/O so the rules can be tested exhaustively; :mod:`alerting.dispatch` reads the
 alert, calls :func:`evaluate`, and commits the result atomically.
 
@@ -62,6 +69,7 @@ class Timing:
     watermark_recheck_ms: int = 500
     stale_after_ms: int = 5000
     stale_recheck_ms: int = 1000
+    behind_after_ms: int = 5000  # 0: repeats never wait for the watermark
 
 
 def _ms(seconds: float) -> int:
@@ -85,6 +93,12 @@ def is_stale(now: int, timing: Timing, coverage: Coverage | None) -> bool:
     return coverage is not None and now - coverage.last_ms > timing.stale_after_ms
 
 
+def is_behind(now: int, timing: Timing, watermark_ms: int | None) -> bool:
+    """The detections stream is behind: what was written more than ``behind_after`` ago may be
+    unread (None: no consumer has reported yet, nothing known to be behind)."""
+    return bool(timing.behind_after_ms) and watermark_ms is not None and now - watermark_ms > timing.behind_after_ms
+
+
 def evaluate(a: AlertSnapshot, now: int, router: Router, timing: Timing, *,
              silenced_by: str | None = None, inhibited_by: str | None = None,
              watermark_ms: int | None = None, coverage: Coverage | None = None) -> Decision:
@@ -98,6 +112,7 @@ def evaluate(a: AlertSnapshot, now: int, router: Router, timing: Timing, *,
     created = a.ms("created_ms") or now
     resolve_due = resolve_at(a, now, timing, coverage)
     stale = is_stale(now, timing, coverage)
+    behind = is_behind(now, timing, watermark_ms)
     if stale and not a.ms("stale_ms"):
         d.updates["stale_ms"] = now
         d.went_stale = True
@@ -151,7 +166,9 @@ def evaluate(a: AlertSnapshot, now: int, router: Router, timing: Timing, *,
     elif not stale:
         last, told = int(raw["k:last_ms"]), SEVERITY_RANK[raw.get("k:sev", a.severity)]
         due = last + _ms(root.repeat_interval)
-        if sev > told or now >= due:
+        if behind and sev <= told and now >= due:  # held: look again once reading may have caught up
+            next_due = min(next_due, now + timing.watermark_recheck_ms)
+        elif sev > told or now >= due:
             d.planned.append(Planned("repeat", None, kseq + 1, escalated=sev > told))
             d.updates.update({"k:seq": kseq + 1, "k:last_ms": now, "k:sev": a.severity})
             next_due = min(next_due, now + _ms(root.repeat_interval))
@@ -173,6 +190,9 @@ def evaluate(a: AlertSnapshot, now: int, router: Router, timing: Timing, *,
             escalated = sev > told
             due = now if escalated else int(raw[f"n:{rid}:last_ms"]) + _ms(route.repeat_interval)
             event = "repeat"
+            if behind and not escalated and now >= due:
+                next_due = min(next_due, now + timing.watermark_recheck_ms)
+                continue
         if now < due:
             next_due = min(next_due, due)
             continue

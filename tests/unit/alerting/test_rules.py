@@ -216,6 +216,34 @@ def test_a_quiet_processor_makes_the_alert_stale_not_resolved_until_reports_flow
     assert d.resolve and {p.event for p in d.planned} == {"resolved"}
 
 
+def test_still_active_repeats_are_held_while_the_detections_stream_is_behind():
+    r = simple_router(repeat=10)
+    a = apply(snap(), evaluate(snap(), 2000, r, T))  # firing told at 2000: repeat due at 12000
+    a.raw["last_obs_ms"] = "11000"  # resolve due at 16000
+    assert T.behind_after_ms == 5000
+    d = evaluate(a, 12000, r, T, watermark_ms=6000)  # 6 s behind (broker down, consumer lagging)
+    assert d.planned == [] and d.updates == {} and d.next_tick_ms == 12000 + T.watermark_recheck_ms
+    d = evaluate(a, 12000, r, T, watermark_ms=7500)  # 4.5 s behind: within behind_after
+    assert {(p.event, p.seq) for p in d.planned} == {("repeat", 2)}
+    assert evaluate(a, 12000, r, T).planned  # no consumer has reported: nothing known to be behind
+    off = Timing(resolve_after_ms=5000, mute_recheck_ms=500, behind_after_ms=0)
+    assert evaluate(a, 12000, r, off, watermark_ms=0).planned
+    # an escalation is news read from detections: it goes out even while behind
+    a.raw["severity"] = "critical"
+    d = evaluate(a, 12000, r, T, watermark_ms=6000)
+    assert {(p.event, p.escalated) for p in d.planned} == {("repeat", True)}
+
+
+def test_a_repeat_says_when_the_drone_was_last_seen():
+    from alerting.events import alert_of
+
+    a = apply(snap(), evaluate(snap(), 2000, simple_router(), T))
+    a.raw["last_seen_ms"] = "1700000000000"
+    repeat, firing = alert_of(a, "repeat", 1700000060000), alert_of(a, "firing", 1700000060000)
+    assert repeat.summary.startswith("Still active: ") and "last seen 2023-11-14T22:13:20" in repeat.summary
+    assert "last seen" not in firing.summary and repeat.last_seen_at.timestamp() == 1700000000
+
+
 def test_an_alert_whose_sources_send_no_summaries_resolves_by_detections_alone():
     r = simple_router(repeat=60)
     a = apply(snap(), evaluate(snap(), 2000, r, T))
