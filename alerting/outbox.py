@@ -7,6 +7,10 @@ One entry per (notification, channel, target), id = the idempotency key::
     P:obq:<channel>  ZSET  id → when it may be (re)tried; a claimed id sits at its lease end
     P:obch           SET   channels that ever had entries (for status)
     P:dead           LIST  dead letters (JSON), newest first
+    P:obg:<group>    ZSET  entries of one order group by when they were written (P:obn counts):
+                     one alert's notifications to one channel and target; only the oldest
+                     is ever claimed, so a receiver (and the ``alerts`` topic) gets firing
+                     before its repeats before resolved, whatever retries came between
 
 Claiming moves an entry's score to ``now + lease``: no other replica sees it as due until the
 lease runs out, so one sender at a time; a sender that dies mid-way leaves it to come back by
@@ -30,8 +34,20 @@ local ids = redis.call('ZRANGEBYSCORE', q, '-inf', now, 'LIMIT', 0, tonumber(ARG
 local out = {tostring(now)}
 local lease_end = now + tonumber(ARGV[3])
 for _, id in ipairs(ids) do
-  local h = redis.call('HMGET', P .. ':ob:' .. id, 'payload', 'attempts', 'created_ms')
-  if h[1] then
+  local h = redis.call('HMGET', P .. ':ob:' .. id, 'payload', 'attempts', 'created_ms', 'group')
+  local head = id
+  if h[1] and h[4] then  -- an earlier entry of its group still pending: wait behind it
+    local g = P .. ':obg:' .. h[4]
+    head = redis.call('ZRANGE', g, 0, 0)[1]
+    while head and head ~= id and redis.call('EXISTS', P .. ':ob:' .. head) == 0 do
+      redis.call('ZREM', g, head)
+      head = redis.call('ZRANGE', g, 0, 0)[1]
+    end
+    head = head or id
+  end
+  if head ~= id then
+    redis.call('ZADD', q, tonumber(redis.call('ZSCORE', q, head) or now) + 1, id)  -- just behind it
+  elseif h[1] then
     redis.call('ZADD', q, lease_end, id)
     out[#out + 1] = id
     out[#out + 1] = tostring(lease_end)
@@ -57,17 +73,33 @@ redis.call('ZADD', q, now + tonumber(ARGV[4]), id)
 return 1
 """
 
-ACK = r"""
+# An entry leaves its order group: the next of the group is due at once (it waited behind).
+_NEXT_IN_GROUP = r"""
+local function leave_group(P, q, id, group, now)
+  if not group then return end
+  local g = P .. ':obg:' .. group
+  redis.call('ZREM', g, id)
+  local nxt = redis.call('ZRANGE', g, 0, 0)[1]
+  if nxt then
+    local s = redis.call('ZSCORE', q, nxt)
+    if s and tonumber(s) > now then redis.call('ZADD', q, now, nxt) end
+  end
+end
+"""
+
+ACK = _TIME + _NEXT_IN_GROUP + r"""
 local P, q, id = ARGV[1], KEYS[1], ARGV[2]
 redis.call('ZREM', q, id)
+leave_group(P, q, id, redis.call('HGET', P .. ':ob:' .. id, 'group'), now)
 return redis.call('DEL', P .. ':ob:' .. id)
 """
 
-DEAD = _TIME + r"""
+DEAD = _TIME + _NEXT_IN_GROUP + r"""
 local P, q, id = ARGV[1], KEYS[1], ARGV[2]
 local ok = P .. ':ob:' .. id
-local h = redis.call('HMGET', ok, 'channel', 'payload', 'attempts', 'created_ms')
+local h = redis.call('HMGET', ok, 'channel', 'payload', 'attempts', 'created_ms', 'group')
 if not h[2] then redis.call('ZREM', q, id) return 0 end
+leave_group(P, q, id, h[5], now)
 local doc = cjson.encode({id = id, channel = h[1], payload = h[2], attempts = tonumber(ARGV[3]),
                           created_ms = tonumber(h[4]), dead_ms = now, error = ARGV[4]})
 redis.call('LPUSH', P .. ':dead', doc)

@@ -239,13 +239,17 @@ end
 if v then redis.call('HINCRBY', ak, 'version', 1) end
 local ni = tonumber(ARGV[i]); i = i + 1
 for _ = 1, ni do
-  local ch, id, payload = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  i = i + 3
+  local ch, id, payload, group = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  i = i + 4
   local ok = P .. ':ob:' .. id
   if redis.call('EXISTS', ok) == 0 then
     redis.call('HSET', ok, 'channel', ch, 'payload', payload, 'attempts', 0, 'created_ms', now)
     redis.call('ZADD', P .. ':obq:' .. ch, now, id)
     redis.call('SADD', P .. ':obch', ch)
+    if group ~= '' then  -- sent in the order written (alerting/outbox.py)
+      redis.call('HSET', ok, 'group', group)
+      redis.call('ZADD', P .. ':obg:' .. group, redis.call('INCR', P .. ':obn'), id)
+    end
   end
 end
 if ARGV[4] == '' then
@@ -495,14 +499,15 @@ class AlertState:
                      outbox: Sequence[tuple[str, str, str]], next_tick_ms: int | None,
                      resolve: bool = False) -> bool:
         """Apply a decision if the alert is still at ``expected_version`` (None: the alert must
-        not exist). ``outbox`` holds (channel, id, payload) entries, written once per id."""
+        not exist). ``outbox`` holds (channel, id, payload[, order group]) entries, written once
+        per id; the entries of one order group are delivered in the order written."""
         args: list = [self.prefix, fp, expected_version or "", "" if next_tick_ms is None else next_tick_ms,
                       "1" if resolve else "0", int(self.settings.alert_retention * 1000), len(updates)]
         for k, v in updates.items():
             args += [k, v]
         args.append(len(outbox))
-        for entry in outbox:
-            args += list(entry)
+        for channel, id_, payload, *group in outbox:
+            args += [channel, id_, payload, group[0] if group else ""]
         return bool(await self._commit(args=args))
 
     # ---------------------------------------------------------------- watermark

@@ -135,3 +135,30 @@ async def test_silences_add_list_match_expire_and_end_by_themselves(redis, setti
     assert await store.list() == []
     with pytest.raises(ValueError, match="name=value"):
         await store.add(["site north"], duration_s=10)
+
+
+async def test_one_alerts_notifications_leave_the_outbox_in_the_order_written(redis, settings):
+    """Firing, repeat, resolved of one alert to one channel: only the oldest pending is ever
+    claimed, so a firing that failed and backs off cannot be overtaken by its own repeat (the
+    `alerts` topic once carried a firing after ten of its repeats); another alert is not held."""
+    state = AlertState(redis, settings)
+    await redis.hset(f"{settings.key_prefix}:alert:x", mapping={"version": "1", "fp": "x", "site": "s"})
+    group = "hook/x/"
+    await state.commit("x", "1", updates={}, next_tick_ms=None, outbox=[("hook", "firing", "{}", group)])
+    await state.commit("x", "2", updates={}, next_tick_ms=None,
+                       outbox=[("hook", "repeat", "{}", group), ("hook", "other", "{}", "hook/y/")])
+    await state.commit("x", "3", updates={}, next_tick_ms=None, outbox=[("hook", "resolved", "{}", group)])
+    outbox = Outbox(redis, settings.key_prefix)
+    _, entries = await outbox.claim("hook", 10, 30_000)
+    assert sorted(e.id for e in entries) == ["firing", "other"]  # repeat and resolved wait behind firing
+    firing = next(e for e in entries if e.id == "firing")
+    assert await outbox.retry_later(firing, 5.0, count_attempt=True, error="500")  # it backs off 5 s
+    assert [e.id for e in (await outbox.claim("hook", 10, 30_000))[1]] == []  # still nothing may overtake it
+    await redis.zadd(outbox.queue("hook"), {"firing": 0})  # the back-off is over
+    _, entries = await outbox.claim("hook", 1, 30_000)  # one at a time: the head, not what waits behind it
+    assert [e.id for e in entries] == ["firing"]
+    await outbox.ack(entries[0])
+    _, entries = await outbox.claim("hook", 10, 30_000)  # acked: the next is due at once
+    assert [e.id for e in entries] == ["repeat"]
+    await outbox.dead_letter(entries[0], 3, "gone")  # a dead letter also lets the next through
+    assert [e.id for e in (await outbox.claim("hook", 10, 30_000))[1]] == ["resolved"]
