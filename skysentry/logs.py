@@ -3,6 +3,10 @@
 Secrets never reach a log: settings hold them as ``SecretStr`` (printed as ``**********``),
 and a filter masks passwords inside URLs (``redis://:pw@host`` → ``redis://:***@host``) in
 case one slips into a message.
+
+A recurring warning or error is written once, then at most once per interval with the count of
+those left out (:class:`RepeatFilter`, on every service's handler): a broker outage must not
+turn into hundreds of megabytes of the same line.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ import json
 import logging
 import re
 import sys
+import threading
+import time
 from datetime import datetime, timezone
 
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@/\s]+)@", re.I)
@@ -42,7 +48,49 @@ class _RedactFilter(logging.Filter):
         return True
 
 
-def setup_logging(level: str = "INFO", json_format: bool = True) -> None:
+_DIGITS = re.compile(r"\d+(?:\.\d+)?")
+
+
+class RepeatFilter(logging.Filter):
+    """Rate-limits recurring warnings and errors: the first of a kind passes; more of it within
+    ``interval_s`` are counted, not written; the first one after the interval passes with
+    ``[N more like this since the last one written]`` (and a ``repeated`` field). A kind is the logger,
+    the level and the message with its numbers blanked, plus the structured fields (so two
+    alerts going stale are two kinds, a retry delay of 0.5 s or 0.7 s one). INFO and below
+    always pass: they are events, not symptoms."""
+
+    def __init__(self, interval_s: float = 30.0, clock=time.monotonic, max_kinds: int = 2000):
+        super().__init__()
+        self.interval_s = interval_s
+        self._clock = clock
+        self._max_kinds = max_kinds
+        self._kinds: dict[tuple, list] = {}  # kind -> [when last written, left out since]
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        fields = getattr(record, "fields", None) or {}
+        kind = (record.name, record.levelno, _DIGITS.sub("#", record.getMessage()),
+                _DIGITS.sub("#", json.dumps(fields, sort_keys=True, default=str)))
+        now = self._clock()
+        with self._lock:
+            seen = self._kinds.get(kind)
+            if seen is not None and now - seen[0] < self.interval_s:
+                seen[1] += 1
+                return False
+            left_out = seen[1] if seen else 0
+            if len(self._kinds) >= self._max_kinds:  # forget kinds quiet for a whole interval
+                self._kinds = {k: v for k, v in self._kinds.items() if now - v[0] < self.interval_s}
+            self._kinds[kind] = [now, 0]
+        if left_out:
+            record.msg = f"{record.getMessage()} [{left_out} more like this since the last one written]"
+            record.args = None
+            record.fields = {**fields, "repeated": left_out}
+        return True
+
+
+def setup_logging(level: str = "INFO", json_format: bool = True, *, repeat_interval_s: float = 30.0) -> None:
     """Configure the root logger once per process."""
     root = logging.getLogger()
     root.handlers.clear()
@@ -54,6 +102,7 @@ def setup_logging(level: str = "INFO", json_format: bool = True) -> None:
 
         handler = RichHandler(show_path=False, rich_tracebacks=False)
     handler.addFilter(_RedactFilter())
+    handler.addFilter(RepeatFilter(repeat_interval_s))
     root.addHandler(handler)
     root.setLevel(level.upper())
     for noisy in ("aiokafka", "kafka", "faust", "mode"):

@@ -1,0 +1,62 @@
+"""Recurring warnings are rate-limited: first occurrence, then one line per interval with the
+count left out (skysentry/logs.py: RepeatFilter, installed on every service's handler)."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+from skysentry.logs import JsonFormatter, RepeatFilter, kv
+
+
+class Clock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def _logger(clock: Clock) -> tuple[logging.Logger, io.StringIO]:
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(JsonFormatter())
+    handler.addFilter(RepeatFilter(10.0, clock=clock))
+    log = logging.getLogger("test.repeat")
+    log.handlers[:] = [handler]
+    log.propagate = False
+    log.setLevel(logging.DEBUG)
+    return log, out
+
+
+def _lines(out: io.StringIO) -> list[dict]:
+    return [json.loads(line) for line in out.getvalue().splitlines()]
+
+
+def test_a_recurring_error_is_written_once_then_once_per_interval_with_a_count():
+    clock = Clock()
+    log, out = _logger(clock)
+    for i in range(1000):  # a tight retry loop while the broker is away
+        clock.t = i * 0.01
+        log.warning("fetching detections failed after %.2f s; retrying", 0.5 + i / 1000)
+    assert len(_lines(out)) == 1
+    clock.t = 10.5
+    log.warning("fetching detections failed after %.2f s; retrying", 0.6)
+    first, second = _lines(out)
+    assert "more like this" not in first["msg"]
+    assert second["msg"].endswith("[999 more like this since the last one written]") and second["repeated"] == 999
+
+
+def test_other_kinds_and_info_lines_are_never_held_back():
+    clock = Clock()
+    log, out = _logger(clock)
+    for _ in range(3):
+        log.info("notification delivered", extra=kv(key="k1"))
+        log.warning("alert stale", extra=kv(fingerprint="aaaa"))
+        log.warning("alert stale", extra=kv(fingerprint="bbbb"))  # another alert: another kind
+        log.error("fetching detections failed")  # another level of the same words is another kind
+        log.warning("fetching detections failed")
+    msgs = [(line["level"], line["msg"], line.get("fingerprint")) for line in _lines(out)]
+    assert msgs.count(("info", "notification delivered", None)) == 3
+    assert len(msgs) == 3 + 4
