@@ -21,7 +21,7 @@ from typing import Literal
 
 import numpy as np
 
-from detectors.base import Detector, DetectorConfig, ModelRefused, open_session, verify_model
+from detectors.base import SHIPPED_MODELS, Detector, DetectorConfig, ModelRefused, open_session, verify_model
 from detectors.card import ModelCard
 from detectors.session import pad_batch
 
@@ -30,7 +30,7 @@ DEFAULT_SAMPLE_RATE = 16_000
 
 class AudioDetectorConfig(DetectorConfig):
     type: Literal["audio"] = "audio"
-    model: Path = Path("models/audio.onnx")
+    model: Path = SHIPPED_MODELS / "audio.onnx"
 
 
 def rms_dbfs(pcm: np.ndarray) -> float:

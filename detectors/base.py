@@ -35,6 +35,11 @@ class DetectorConfig(BaseModel):
         None, ge=0, le=1, description="override the card's thresholds.report (score ≥ this → Detection)")
 
 
+# The shipped models: models/ of the project this package is installed from (`make setup`
+# installs it editable), so a default model is found whatever the working directory.
+SHIPPED_MODELS = Path(__file__).resolve().parent.parent / "models"
+
+
 def missing_model_message(path: Path) -> str:
     return (f"model {path} does not exist (nor its card {ModelCard.card_path(path)}); "
             "run `make models` to build the shipped models (`make setup` rebuilds models/vision.onnx from its "

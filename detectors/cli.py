@@ -21,7 +21,6 @@ import typer
 IMAGE_EXT = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 AUDIO_EXT = {".wav", ".flac", ".ogg"}
 VIDEO_EXT = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts"}
-DEFAULT_MODELS = {"vision": Path("models/vision.onnx"), "audio": Path("models/audio.onnx")}
 
 app = typer.Typer(help="One-off inference on an image, a video or a WAV file.", pretty_exceptions_enable=False)
 
@@ -130,7 +129,7 @@ def _text(row: dict, kind: str) -> str:
 @app.command("detect")
 def detect(
     file: Annotated[Path, typer.Argument(help="An image, a video, or a WAV/FLAC file.", exists=True, dir_okay=False)],
-    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="The .onnx to run (card beside it); default models/vision.onnx or models/audio.onnx.")] = None,
+    model: Annotated[Optional[Path], typer.Option("--model", "-m", help="The .onnx to run (card beside it); default the project's models/vision.onnx or models/audio.onnx, wherever you run it.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False,
     threshold: Annotated[Optional[float], typer.Option(help="Report threshold (default: the model card's).")] = None,
     batch: Annotated[int, typer.Option(help="Frames / windows per inference batch.")] = 8,
@@ -153,7 +152,7 @@ def detect(
     task = "audio" if kind == "audio" else "vision"
     session = SessionSettings(intra_op_threads=threads)
     cfg_cls = AudioDetectorConfig if task == "audio" else VisionDetectorConfig
-    config = cfg_cls(model=model or DEFAULT_MODELS[task], session=session, report_threshold=threshold)
+    config = cfg_cls(**({"model": model} if model else {}), session=session, report_threshold=threshold)
     try:
         detector = load_detector(config)
     except ModelRefused as exc:

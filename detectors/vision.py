@@ -29,7 +29,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
-from detectors.base import Detector, DetectorConfig, ModelRefused, open_session, verify_model
+from detectors.base import SHIPPED_MODELS, Detector, DetectorConfig, ModelRefused, open_session, verify_model
 from detectors.card import ModelCard
 from detectors.imaging import ImageDecodeError, Letterbox, decode_jpeg, jpeg_reduction, letterbox, nms, unletterbox_boxes
 from detectors.session import pad_batch
@@ -38,7 +38,7 @@ from skysentry.messages import Box
 
 class VisionDetectorConfig(DetectorConfig):
     type: Literal["vision"] = "vision"
-    model: Path = Path("models/vision.onnx")
+    model: Path = SHIPPED_MODELS / "vision.onnx"
     box_threshold: float | None = Field(None, ge=0, le=1, description="override the card's thresholds.box")
     nms_iou: float | None = Field(None, ge=0, le=1, description="override the card's thresholds.nms_iou")
     max_boxes: int = Field(20, ge=0, description="at most this many boxes per frame after NMS")

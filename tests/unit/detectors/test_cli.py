@@ -89,3 +89,36 @@ def test_processor_sections_read_the_environment(monkeypatch):
     s = settings_from_cli("audio", None, None, {}, {}, {}, {}, None)
     assert s.audio_processor.max_batch == 32 and s.audio_processor.level_gate.enabled
     assert s.vision_processor.max_batch == 8  # the other section keeps its defaults
+
+
+def test_default_models_are_found_from_any_working_directory(tmp_path):
+    """`skysentry process vision|audio` and `skysentry detect` started outside the repository
+    find the shipped models: the defaults name the project's models/, not the working directory."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SKYSENTRY_")}
+    script = ("from stream_processors.cli import settings_from_cli\n"
+              "from detectors.registry import load_detector\n"
+              "for m in ('vision', 'audio'):\n"
+              "    s = settings_from_cli(m, None, None, {}, {'model': None}, {}, {}, None)\n"
+              "    d = load_detector(getattr(s, m + '_processor').detector)\n"
+              "    print(m, d.card.name, getattr(s, m + '_processor').detector.model)\n")
+    out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert [line.split()[0] for line in lines] == ["vision", "audio"]
+    assert all(Path(line.split()[2]) in ((root / "models" / "vision.onnx"), (root / "models" / "audio.onnx"))
+               for line in lines)
+
+    img = tmp_path / "sky.png"
+    cv2.imwrite(str(img), np.full((120, 160, 3), 200, np.uint8))
+    skysentry = Path(sys.executable).parent / "skysentry"
+    res = subprocess.run([str(skysentry), "detect", "sky.png", "--json"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout.splitlines()[0])["kind"] == "image"
