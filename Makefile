@@ -10,8 +10,10 @@ DEPS := $(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 SERVING := $(VENV)/.installed-serving-$(DEPS)
 FULL := $(VENV)/.installed-full-$(DEPS)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# The AsyncAPI parser the contract tests run (npm, pinned by tests/contract/package-lock.json).
+CONTRACT_JS := tests/contract/node_modules/.installed-$(shell cksum < tests/contract/package-lock.json | cut -d' ' -f1)
 
-.PHONY: help setup setup-full system-deps test test-fast demo models bench stack-up stack-down stack-status schemas check-deploy clean
+.PHONY: help setup setup-full system-deps contract-deps test test-fast demo models bench stack-up stack-down stack-status schemas check-deploy clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -19,13 +21,19 @@ help: ## list the targets
 setup: system-deps $(SERVING) ## venv with the package (serving: no torch), Redis, PortAudio
 setup-full: system-deps $(FULL) ## setup plus the dev and train extras (pytest, PyTorch)
 
-system-deps: ## redis-server and libportaudio2 from Debian, when missing
-	@if ! command -v redis-server >/dev/null || ! ldconfig -p | grep -q libportaudio.so.2; then \
-	  echo "installing redis-server and libportaudio2 (apt-get)"; \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server libportaudio2 >/dev/null; \
+system-deps: ## redis-server, libportaudio2 and kcat (the contract kit's foreign client) from Debian, when missing
+	@if ! command -v redis-server >/dev/null || ! command -v kcat >/dev/null || ! ldconfig -p | grep -q libportaudio.so.2; then \
+	  echo "installing redis-server, libportaudio2 and kcat (apt-get)"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server libportaudio2 kcat >/dev/null; \
 	fi
 	@command -v java >/dev/null || { echo "Java 17+ is needed for the local Kafka broker"; exit 1; }
 	@command -v mvn >/dev/null || { echo "Maven is needed to fetch Kafka's jars from Maven Central"; exit 1; }
+	@command -v npm >/dev/null || { echo "Node.js 18+ and npm are needed for the AsyncAPI parser of the contract tests"; exit 1; }
+
+contract-deps: $(CONTRACT_JS) ## the AsyncAPI parser (npm) into tests/contract/node_modules
+$(CONTRACT_JS): tests/contract/package-lock.json
+	cd tests/contract && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	@touch $@
 
 $(SERVING): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,7 +46,7 @@ $(FULL): $(SERVING)
 	$(PY) -m pip install -q --retries 10 --resume-retries 20 -e '.[dev,train]'
 	@touch $@
 
-test: setup-full ## the whole suite: unit, integration (real Kafka + Redis), end-to-end
+test: setup-full contract-deps ## the whole suite: unit, integration (real Kafka + Redis), end-to-end
 	$(PY) -m pytest -q --durations=15
 
 test-fast: setup-full ## unit tests only (no broker)
