@@ -166,19 +166,59 @@ class AlertingService:
                     t.result()  # a loop ended on its own: raise what killed it
         finally:
             stopped.cancel()
-            intake_stop.set()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await self._shutdown(redis, outbox, consumer, producer, channels, tasks, senders, intake_stop, send_stop)
+
+    async def _shutdown(self, redis, outbox: Outbox, consumer, producer, channels: dict[str, Channel],
+                        tasks: list[asyncio.Task], senders: list[asyncio.Task], intake_stop: asyncio.Event,
+                        send_stop: asyncio.Event) -> None:
+        """Stop within ``shutdown_grace`` (and a second or two), whether or not Kafka, Redis or
+        a receiver answers: intake first, then the senders get what is left of the grace for
+        sends in flight, and every step that waits on the broker is bounded (a consumer
+        leaving a group or a producer flushing to a broker that is down waits forever). What
+        was not delivered stays in the outbox for the next replica, and the last line says so."""
+        loop = asyncio.get_running_loop()
+        grace = self.settings.alerting.shutdown_grace
+        deadline = loop.time() + grace
+
+        async def bounded(what: str, aw, limit: float) -> None:
+            try:
+                await asyncio.wait_for(aw, timeout=max(0.5, limit))
+            except asyncio.TimeoutError:
+                log.warning("%s did not finish within %.1f s; going on without it", what, max(0.5, limit))
+            except asyncio.CancelledError:  # aiokafka cancels its own waits when the broker is gone
+                if asyncio.current_task().cancelling():
+                    raise
+                log.warning("%s was cut short", what)
+            except Exception as exc:  # noqa: BLE001 - stopping: say it and carry on
+                log.warning("%s failed: %s", what, exc)
+
+        intake_stop.set()
+        await bounded("stopping intake", asyncio.gather(*tasks, return_exceptions=True), min(3.0, grace / 3))
+        # leave the group now (others take the partitions at once); bounded: the broker may be down
+        await bounded("leaving the consumer group", consumer.stop(), min(3.0, grace / 3))
+        send_stop.set()
+        await bounded("sending what was in flight", asyncio.gather(*senders, return_exceptions=True),
+                      deadline - loop.time())
+        await bounded("flushing the producer", producer.stop(), min(2.0, deadline - loop.time()))
+        for ch in channels.values():
             with contextlib.suppress(Exception):
-                await consumer.stop()  # leave the group now: others take the partitions at once
-            send_stop.set()
-            await asyncio.gather(*senders, return_exceptions=True)
-            with contextlib.suppress(Exception):
-                await producer.stop()
-            for ch in channels.values():
-                with contextlib.suppress(Exception):
-                    await ch.aclose()
+                await ch.aclose()
+        try:
+            pending = {ch: n for ch, n in (await asyncio.wait_for(outbox.depth(), 2.0)).items() if n}
+        except Exception:  # noqa: BLE001 - Redis away: cannot say
+            pending = None
+        with contextlib.suppress(Exception):
             await redis.aclose()
-            log.info("alerting stopped", extra={"fields": {"instance": self.instance}})
+        fields = {"instance": self.instance, "undelivered": pending}
+        if pending is None:
+            log.warning("alerting stopped; Redis did not answer, so what is still undelivered is unknown "
+                        "(the outbox keeps it for the next replica)", extra={"fields": fields})
+        elif pending:
+            log.warning("alerting stopped with %d notification(s) not delivered (%s); they stay in the outbox "
+                        "and go out when a replica runs", sum(pending.values()),
+                        ", ".join(f"{ch}: {n}" for ch, n in sorted(pending.items())), extra={"fields": fields})
+        else:
+            log.info("alerting stopped; everything decided was delivered", extra={"fields": fields})
 
     async def _tick_loop(self, state: AlertState, dispatcher: Dispatcher, wakeup: asyncio.Event,
                          stop: asyncio.Event) -> None:
