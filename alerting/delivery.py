@@ -46,7 +46,8 @@ class ChannelWorker:
         self.lease_ms = int(lease_s * 1000)
         self.poll_s = poll_s
         cfg = channel.config
-        self.breaker = CircuitBreaker(cfg.breaker_failures, cfg.breaker_reset)
+        self.breaker = CircuitBreaker(cfg.breaker_failures, cfg.breaker_reset, probe_s=cfg.breaker_probe,
+                                      name=channel.name)
         self._wakeup = asyncio.Event()
         self._inflight: dict[asyncio.Task, OutboxEntry] = {}
 

@@ -25,7 +25,9 @@ class ChannelSettings(BaseModel):
     backoff_max: Duration = 60.0
     backoff_jitter: float = Field(0.2, ge=0.0, le=1.0, description="± this fraction of each wait, at random")
     breaker_failures: int = Field(5, ge=1, description="consecutive failures that open the circuit breaker")
-    breaker_reset: Duration = Field(30.0, description="how long an open breaker waits before one trial send")
+    breaker_probe: Duration = Field(1.0, gt=0, description="an open breaker lets one probe send through after "
+                                    "this; each failed probe doubles the wait, up to breaker_reset")
+    breaker_reset: Duration = Field(10.0, gt=0, description="the longest an open breaker waits between probes")
     concurrency: int = Field(4, ge=1, le=64, description="sends in flight at once for this channel")
 
 

@@ -92,21 +92,37 @@ def test_backoff_doubles_with_jitter_and_honours_retry_after():
     assert backoff_delay(1, 1.0, 60.0, 0.0, retry_after=7) == 7
 
 
-def test_breaker_opens_waits_then_half_opens_for_one_trial():
+def test_breaker_opens_then_probes_on_a_short_back_off_and_logs_every_change(caplog):
     now = [0.0]
-    b = CircuitBreaker(failures=3, reset_s=10, clock=lambda: now[0])
+    b = CircuitBreaker(failures=3, reset_s=10, probe_s=1, clock=lambda: now[0], name="hook")
+    caplog.set_level("INFO", logger="alerting.breaker")
     for _ in range(3):
         assert b.allow()
         b.failure()
     assert b.state == "open" and not b.allow()
-    now[0] = 10.0
-    assert b.state == "half-open" and b.allow() and not b.allow()  # one trial at a time
-    b.failure()
-    assert b.state == "open"
-    now[0] = 20.0
+    now[0] = 1.0  # a short back-off, not the whole reset period
+    assert b.state == "half-open" and b.allow() and not b.allow()  # one probe at a time
+    b.failure()  # the probe failed: twice as long
+    assert b.state == "open" and b.retry_in() == 2.0
+    for t in (3.0, 7.0, 15.0, 25.0):  # 2, 4, 8, then capped at reset_s = 10
+        now[0] = t - 0.01
+        assert b.state == "open"
+        now[0] = t
+        assert b.allow()
+        b.failure()
+    assert b.retry_in() == 10.0
+    now[0] = 35.0
     assert b.allow()
     b.success()
     assert b.state == "closed" and b.allow()
+    said = [r.getMessage() for r in caplog.records]
+    assert said[0] == "circuit breaker of channel hook open: 3 consecutive failures; first probe in 1 s"
+    assert said[1] == "circuit breaker of channel hook half-open: letting one probe through"
+    assert said[2] == "circuit breaker of channel hook open: the probe failed; next probe in 2 s"
+    assert said[-1] == "circuit breaker of channel hook closed: a send succeeded"
+    assert len(said) == 2 + 2 * 5 + 1  # opened, then half-open and open per failed probe, half-open, closed
+    b.failure()  # closed again: one failure does not open it, and the back-off starts short again
+    assert b.state == "closed" and b._open_for == 1
 
 
 def test_every_secret_field_is_scrubbed():
