@@ -176,6 +176,11 @@ class AlertingSettings(_Strict):
     lineage_max: int = Field(50, ge=1, description="detection ids kept per alert (newest)")
     batch_max: int = Field(500, ge=1, description="records per poll of `detections`")
     session_timeout_ms: int = Field(10_000, ge=6_000)
+    instance_id: str | None = Field(None, min_length=1, description="a name of this replica that survives its "
+                                    "restarts (a StatefulSet pod name, replica-1, ...), unique in the group: static "
+                                    "group membership (Kafka group.instance.id), so a restarted replica takes its "
+                                    "partitions back at once instead of after session_timeout_ms. A replica that "
+                                    "stops for good keeps them until the session times out. None: dynamic")
     shutdown_grace: Duration = Field(10.0, description="in-flight sends get this long on SIGTERM")
     allow_evicting_redis: bool = Field(False, description="start even though Redis may evict keys when full "
                                        "(maxmemory with a policy other than noeviction), losing alert state "

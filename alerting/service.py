@@ -94,7 +94,7 @@ async def check_redis_keeps_keys(redis: aioredis.Redis, *, allow_evicting: bool)
 class AlertingService:
     def __init__(self, settings: AlertingServiceSettings, *, instance: str | None = None):
         self.settings = settings
-        self.instance = instance or f"{socket.gethostname()}-{os.getpid()}"
+        self.instance = instance or settings.alerting.instance_id or f"{socket.gethostname()}-{os.getpid()}"
         self.ready = asyncio.Event()  # consumer started, loops running
         self.assigned: asyncio.Event | None = None  # set while it owns partitions of `detections`
 
@@ -139,7 +139,8 @@ class AlertingService:
                     workers[name].wake()
 
         dispatcher = Dispatcher(state, router, silences, Inhibitor(a.inhibit_rules), channels, a, on_outbox=wake)
-        consumer = make_consumer(kafka, group_id=a.group_id, session_timeout_ms=a.session_timeout_ms,
+        consumer = make_consumer(kafka, group_id=a.group_id, group_instance_id=a.instance_id,
+                                 session_timeout_ms=a.session_timeout_ms,
                                  heartbeat_interval_ms=max(1000, a.session_timeout_ms // 3),
                                  max_poll_interval_ms=300_000)
         detections = DetectionConsumer(consumer, producer, state, a, on_new_alert=tick_wakeup.set)
