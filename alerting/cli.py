@@ -22,6 +22,7 @@ from rich.table import Table
 
 from alerting.config import AlertingServiceSettings
 from alerting.durations import parse_duration
+from skysentry.config import ConfigError
 
 app = typer.Typer(name="alert", help="Alerting: confirm and deduplicate detections, route and deliver alerts.",
                   no_args_is_help=True, add_completion=False)
@@ -40,7 +41,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a t
 def load_settings(config: Path | None) -> AlertingServiceSettings:
     try:
         return AlertingServiceSettings.load(config)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ConfigError) as exc:
         err.print(f"[bold red]config:[/] {exc}", highlight=False)
         raise typer.Exit(2) from None
     except ValidationError as exc:

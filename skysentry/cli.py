@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 
-from skysentry.config import Settings
+from skysentry.config import ConfigError, Settings
 from skysentry.logs import setup_logging
 
 app = typer.Typer(help="SkySentry: real-time drone detection over Apache Kafka — producers, processors, alerting, "
@@ -98,7 +99,10 @@ BootstrapOpt = Annotated[Optional[str], typer.Option("--bootstrap", help="Kafka 
 
 
 def load_settings(config: Path | None, bootstrap: str | None = None, **sections) -> Settings:
-    settings = Settings.load(config)
+    try:
+        settings = Settings.load(config)
+    except (FileNotFoundError, ConfigError, ValidationError) as exc:
+        fail(f"invalid settings: {exc}")
     if bootstrap:
         settings.kafka.bootstrap_servers = bootstrap
     for name, values in sections.items():

@@ -120,7 +120,7 @@ class Settings(BaseSettings):
         yaml_path = os.environ.get("SKYSENTRY_CONFIG")
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, _WellKnownEnv(settings_cls)]
         if yaml_path:
-            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=_existing(yaml_path)))
+            sources.append(_YamlFile(settings_cls, yaml_file=_existing(yaml_path)))
         return tuple(sources)
 
     @classmethod
@@ -137,6 +137,31 @@ class Settings(BaseSettings):
                 os.environ.pop("SKYSENTRY_CONFIG", None)
             else:
                 os.environ["SKYSENTRY_CONFIG"] = previous
+
+
+class ConfigError(ValueError):
+    """A config file that is not a YAML mapping; the message names the file and what is wrong."""
+
+
+class _YamlFile(YamlConfigSettingsSource):
+    """The YAML config, refused with a ConfigError unless it is UTF-8 YAML whose top level is a
+    mapping (a list or a bare string crashed deep inside pydantic-settings with a TypeError)."""
+
+    def _read_file(self, file_path: Path) -> dict[str, Any]:
+        import yaml
+
+        try:
+            doc = yaml.safe_load(Path(file_path).read_bytes().decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"config file {file_path} is not UTF-8 text: {exc}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {file_path} is not valid YAML: {' '.join(str(exc).split())}") from None
+        if doc is None:
+            return {}
+        if not isinstance(doc, dict):
+            raise ConfigError(f"config file {file_path}: the top level must be a mapping of sections "
+                              f"(kafka:, topics:, ...), not a {type(doc).__name__}")
+        return doc
 
 
 def _existing(path: str) -> Path:

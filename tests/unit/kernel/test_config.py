@@ -50,3 +50,18 @@ def test_logs_redact_url_passwords():
     from skysentry.logs import redact
 
     assert redact("connecting to redis://:s3cret@host:6379/0") == "connecting to redis://:***@host:6379/0"
+
+
+@pytest.mark.parametrize("text, says", [(b"- kafka\n", "top level must be a mapping"), (b'"x"', "not a str"),
+                                        (b"a: [", "not valid YAML"), (b"\xff\xfe", "not UTF-8"),
+                                        (b"!!python/object:os.system x", "not valid YAML")])
+def test_a_config_file_that_is_not_a_yaml_mapping_is_refused_naming_the_file(tmp_path, text, says):
+    """Found by the fuzzer (tests/fuzz): a top-level list or string crashed inside pydantic-settings
+    with 'TypeError: cannot convert dictionary update sequence', and bad YAML escaped the CLIs."""
+    from skysentry.config import ConfigError
+
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(text)
+    with pytest.raises(ConfigError, match=says) as err:
+        Settings.load(path)
+    assert str(path) in str(err.value)
