@@ -160,8 +160,8 @@ class AlertingSettings(_Strict):
                                    "has been read) is older than this (consumer lag, broker down). 0: off")
     max_clock_skew: Duration = Field(5.0, ge=0, description="a detection or score summary dated (capture time, "
                                      "window end) further than this in the future is dead-lettered: its clock is wrong")
-    max_detection_age: Duration = Field(300.0, description="older detections (capture time) are skipped, "
-                                        "so a replayed backlog never pages anyone")
+    max_detection_age: Duration = Field(300.0, description="older detections (capture time) are dead-lettered "
+                                        "with the reason and counted, so a replayed backlog never pages anyone")
     severity: SeverityPolicy = SeverityPolicy()
     route: RouteConfig = Field(default_factory=default_root_route)
     inhibit_rules: list[InhibitRule] = Field(default_factory=lambda: [camera_mutes_audio()])

@@ -5,7 +5,8 @@ the batch, and ``observe`` ignores a detection it has seen, so a replay after a 
 rebalance changes nothing. Records that are not readable detections go to
 ``detections.dlq`` with the reason (as are records of an unknown content type, and events
 dated beyond ``max_clock_skew`` in the future: a wrong clock must not fire, nor resolve before
-it fired); either CloudEvents mode is read; score summaries (the other event type on the topic) are
+it fired; and detections captured longer than ``max_detection_age`` ago: a replayed backlog or
+a stopped clock must not page anyone); either CloudEvents mode is read; score summaries (the other event type on the topic) are
 noted as the processor's word that it is watching the source (what keeps an alert of a quiet
 source from resolving, see alerting/lifecycle.py) and skipped, and so are detections of a
 class that does not alert: a vision model reports the class it saw (``bird``, ``airplane``,
@@ -146,6 +147,10 @@ class DetectionConsumer:
                 if ahead > self.settings.max_clock_skew:
                     raise ContractError(f"dated {dated.isoformat()}, {ahead:.1f} s in the future (beyond "
                                         f"max_clock_skew {self.settings.max_clock_skew:g} s): the sender's clock is wrong")
+                if isinstance(message, Detection) and -ahead > self.settings.max_detection_age:
+                    metrics.DETECTIONS.labels("too_old").inc()
+                    raise ContractError(f"captured {dated.isoformat()}, {-ahead:.1f} s ago (beyond max_detection_age "
+                                        f"{self.settings.max_detection_age:g} s): too old to alert on")
             except ContractError as exc:
                 await send_to_dlq(self.producer, record, str(exc))
                 metrics.INVALID.inc()
@@ -160,9 +165,6 @@ class DetectionConsumer:
                 continue
             if message.score < confirm.threshold:
                 metrics.DETECTIONS.labels("below_threshold").inc()
-                continue
-            if (now - message.captured_at).total_seconds() > self.settings.max_detection_age:
-                metrics.DETECTIONS.labels("too_old").inc()
                 continue
             detections.append(message)
         if self.settings.stale_after:

@@ -59,3 +59,22 @@ async def test_future_dates_and_unknown_content_types_are_dead_lettered_binary_m
     alert = firing[0].json()["alert"]
     assert alert["source"] == "cam-binary" and set(alert["detection_ids"]) <= {d.id for d in sent}
     assert {r.key for r in dead} == {b"cam-future", b"cam-odd"}
+
+
+async def test_detections_older_than_the_horizon_are_dead_lettered_and_counted(
+        make_settings, receiver, producer, kit, topics):
+    """Issue 13 item 4: a backlog replayed (or a sender with a stopped clock) used to be skipped
+    silently; now each is dead-lettered with the reason and counted, and nothing fires."""
+    from alerting import metrics
+
+    settings = make_settings({"hook": {"type": "webhook", "url": receiver.url("/hook")}}, max_detection_age="3s")
+    too_old = metrics.DETECTIONS.labels("too_old")
+    before, invalid_before = too_old._value.get(), metrics.INVALID._value.get()
+    async with kit.running(settings):
+        sent = await kit.send_burst(producer, topics.detections, "north", "cam-old", count=6, gap_s=0, age_s=30)
+        dead = await kit.read_topic(dlq(topics.detections), at_least=6, settle=1.0)
+        assert receiver.requests() == []
+    reasons = [header(r.headers, "error") for r in dead]
+    assert len(reasons) == 6 and all("beyond max_detection_age 3 s): too old to alert on" in r for r in reasons), reasons
+    assert {json.loads(r.value)["id"] for r in dead} == {d.id for d in sent}
+    assert too_old._value.get() - before == 6 and metrics.INVALID._value.get() - invalid_before == 6
