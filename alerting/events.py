@@ -67,11 +67,15 @@ def summary_of(a: AlertSnapshot, event: str, now_ms: int) -> str:
 def alert_of(a: AlertSnapshot, event: str, now_ms: int) -> Alert:
     """The contract view of an alert at one lifecycle event."""
     resolved = event == "resolved"
+    starts_ms, last_seen_ms = a.ms("starts_ms") or now_ms, a.ms("last_seen_ms") or now_ms
+    # Capture times are the senders' clocks (up to max_clock_skew ahead), the resolve time is
+    # Redis's: an alert never ends before it started or was last seen.
+    ends_ms = max(now_ms, starts_ms, last_seen_ms)
     return Alert(
         fingerprint=a.fp, alert_id=a.alert_id, event=event,  # type: ignore[arg-type]
         status="resolved" if resolved else "firing",
         severity=a.severity, site=a.site, source=a.source, label=a.label,  # type: ignore[arg-type]
         modalities=a.modalities, max_score=min(1.0, a.max_score),  # type: ignore[arg-type]
-        starts_at=ms_to_dt(a.ms("starts_ms") or now_ms), last_seen_at=ms_to_dt(a.ms("last_seen_ms") or now_ms),
-        ends_at=ms_to_dt(now_ms) if resolved else None, detection_ids=a.detection_ids,
+        starts_at=ms_to_dt(starts_ms), last_seen_at=ms_to_dt(last_seen_ms),
+        ends_at=ms_to_dt(ends_ms) if resolved else None, detection_ids=a.detection_ids,
         summary=summary_of(a, event, now_ms))
