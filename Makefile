@@ -13,7 +13,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # The AsyncAPI parser the contract tests run (npm, pinned by tests/contract/package-lock.json).
 CONTRACT_JS := tests/contract/node_modules/.installed-$(shell cksum < tests/contract/package-lock.json | cut -d' ' -f1)
 
-.PHONY: help setup setup-full system-deps contract-deps test test-fast contract demo models bench stack-up stack-down stack-status schemas check-deploy clean
+.PHONY: help setup setup-full system-deps contract-deps test test-fast contract fuzz demo models bench stack-up stack-down stack-status schemas check-deploy clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -51,6 +51,9 @@ test: setup-full contract-deps ## the whole suite: unit, integration (real Kafka
 
 contract: setup-full contract-deps ## the conformance kit: the AsyncAPI document's checks and foreign clients (kcat, Kafka's Java console consumer, CloudEvents SDK, check-jsonschema) on the real broker
 	$(PY) -m pytest -q tests/contract
+
+fuzz: setup-full ## hypothesis drives every decoder (frame, audio, detection, alert, model, config): >= 10^5 inputs, 0 crashes (make test runs 300 of each)
+	SKYSENTRY_FUZZ_EXAMPLES=15000 SKYSENTRY_FUZZ_MIN_TOTAL=100000 $(PY) -m pytest -q tests/fuzz --timeout 1200
 
 test-fast: setup-full ## unit tests only (no broker)
 	$(PY) -m pytest -q tests/unit
