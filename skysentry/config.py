@@ -161,7 +161,26 @@ class _YamlFile(YamlConfigSettingsSource):
         if not isinstance(doc, dict):
             raise ConfigError(f"config file {file_path}: the top level must be a mapping of sections "
                               f"(kafka:, topics:, ...), not a {type(doc).__name__}")
+        _check_keys(doc, file_path)
         return doc
+
+
+def _check_keys(node: Any, file_path: Path, where: str = "", inside: tuple[int, ...] = ()) -> None:
+    """Every key of every mapping is a string (YAML also allows null, numbers and lists as keys;
+    pydantic-settings crashed on a null one: AttributeError 'NoneType' has no attribute 'lower'),
+    and nothing contains itself (a recursive YAML anchor, ``a: &x [*x]``)."""
+    if not isinstance(node, (dict, list)):
+        return
+    if id(node) in inside:
+        raise ConfigError(f"config file {file_path}: {where} contains itself (a recursive YAML anchor)")
+    inside += (id(node),)
+    items = node.items() if isinstance(node, dict) else enumerate(node)
+    for key, value in items:
+        if isinstance(node, dict) and not isinstance(key, str):
+            raise ConfigError(f"config file {file_path}: key {key!r:.40} {'in ' + where if where else 'at the top'}"
+                              " is not a string (quote it)")
+        _check_keys(value, file_path, f"{where}[{key}]" if isinstance(node, list) else
+                    (f"{where}.{key}" if where else key), inside)
 
 
 def _existing(path: str) -> Path:

@@ -21,7 +21,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
     if counts:
         read = _counts("ACCEPTED")
         per = ", ".join(f"{k} {v} ({read.get(k, 0)} read)" for k, v in sorted(counts.items()))
-        terminalreporter.write_line(f"fuzz: {sum(counts.values())} inputs, 0 crashes: {per}; the rest refused "
+        crashes = "0 crashes" if exitstatus == 0 else "CRASHED (see the failures above)"
+        terminalreporter.write_line(f"fuzz: {sum(counts.values())} inputs, {crashes}: {per}; the rest refused "
                                     "with a clear error")
 
 

@@ -54,7 +54,10 @@ def test_logs_redact_url_passwords():
 
 @pytest.mark.parametrize("text, says", [(b"- kafka\n", "top level must be a mapping"), (b'"x"', "not a str"),
                                         (b"a: [", "not valid YAML"), (b"\xff\xfe", "not UTF-8"),
-                                        (b"!!python/object:os.system x", "not valid YAML")])
+                                        (b"!!python/object:os.system x", "not valid YAML"),
+                                        (b"?", "key None at the top is not a string"),
+                                        (b"kafka: {1: x}", "key 1 in kafka is not a string"),
+                                        (b"kafka: &a [*a]", "kafka\\[0\\] contains itself")])
 def test_a_config_file_that_is_not_a_yaml_mapping_is_refused_naming_the_file(tmp_path, text, says):
     """Found by the fuzzer (tests/fuzz): a top-level list or string crashed inside pydantic-settings
     with 'TypeError: cannot convert dictionary update sequence', and bad YAML escaped the CLIs."""
