@@ -4,19 +4,26 @@ Why: the stage-1 head (:class:`trainer.vision_model.FieldDetector`) finds target
 on the frozen full-frame features, but at 12-30 px it cannot tell a drone from a bird, an
 airplane or a helicopter well (validation: a drone box in ~20 % of confuser frames). The second
 stage resamples each of stage 1's top candidates from the original pixels to 96 px
-(:func:`~trainer.vision_model.crop_regions`, the same op the served graph runs) and classifies
-it with the whole ImageNet EfficientNet-Lite0 (frozen) and a small MLP: background or a class.
+(:func:`~trainer.vision_model.crop_regions`, the same op the served graph runs), classifies it
+with the frozen ImageNet EfficientNet-Lite0 and a small MLP (background or a class), and refines
+its box from the trunk's 3x3 map (Faster R-CNN deltas), so a candidate on a rotor of a large
+drone ends on the whole drone and a 12 px drone's box is moved onto it.
 
 Training regions, all from train/val clips and images of the group split:
 
 * every ``label_step``-th labelled frame of every field clip: the target's region, in its class
   (jittered in position and size for training);
-* stage 1's candidates on every ``proposal_step``-th frame that do not touch the label: background
-  (the hard negatives: clouds, trees, wires, the edge of the frame);
-* DroneNet boxes (drone) and drone_bird_cls images (their object fills the photo: the whole
-  image's region, in its class), letterboxed on the canvas as served.
+* stage 1's candidates on every ``proposal_step``-th frame: far from the label, background (the
+  hard negatives: clouds, trees, wires, the edge of the frame); on it (IoU ≥ 0.3, or mostly
+  inside it), its class, with the label as the box to move onto;
+* DroneNet boxes (drone; also stage 1's candidates on them) and drone_bird_cls images (their
+  object fills the photo: the whole image's region, in its class, no box to learn), letterboxed
+  on the canvas as served.
 
-The trunk's pooled features are computed once with ONNX Runtime; the MLP trains in seconds.
+The trunk's frozen blocks run once per region with ONNX Runtime (their maps are cached); the
+MLP and the box head then train on them in a minute or two. They overfit the few training
+clips fast (validation drone recall at 1 % false positives peaks in the first epoch), hence
+the few epochs and the choice of the best epoch by that number.
 """
 
 from __future__ import annotations
@@ -48,16 +55,19 @@ def _jitter(box: np.ndarray, rng) -> np.ndarray:
 
 
 class RegionSet:
-    """Regions to classify, kept as the crop trunk's pooled features (5 KB each; crops and
-    canvases are not kept), with their class index (0 = background) and group."""
+    """Regions to classify, kept as uint8 ``CROP`` x ``CROP`` RGB crops (27 KB each; the frames
+    are not kept), with their class index (0 = background), group, candidate box and the
+    target's box (px; NaN where there is none to move onto)."""
 
-    def __init__(self, trunk) -> None:
-        self.trunk = trunk  # ONNX Runtime session of PooledGraph
-        self.features: list[np.ndarray] = []  # float32 [1280]
+    def __init__(self) -> None:
+        self.crops: list[np.ndarray] = []  # uint8 [CROP, CROP, 3]
         self.labels: list[int] = []
         self.groups: list[str] = []
+        self.boxes: list[np.ndarray] = []  # float32 [4] px
+        self.truths: list[np.ndarray] = []  # float32 [4] px or NaN
 
-    def add(self, canvas: np.ndarray, boxes_px: np.ndarray, labels: list[int], group: str) -> None:
+    def add(self, canvas: np.ndarray, boxes_px: np.ndarray, labels: list[int], group: str,
+            truths: np.ndarray | None = None) -> None:
         import torch
 
         from trainer.vision_model import crop_regions
@@ -67,15 +77,39 @@ class RegionSet:
         h, w = canvas.shape[:2]
         regions = _regions(boxes_px, w, h)
         x = (torch.from_numpy(canvas).permute(2, 0, 1)[None].float() - 127.0) / 128.0
-        with torch.no_grad():
-            crops = crop_regions(x, torch.from_numpy(regions)[None]).numpy()
-        self.features += list(self.trunk.run(None, {"crops": crops})[0])
+        with torch.no_grad():  # the served graph's own resampling, back to pixels
+            crops = crop_regions(x, torch.from_numpy(regions)[None]) * 128.0 + 127.0
+        self.crops += list(crops.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy())
         self.labels += list(labels)
         self.groups += [group] * len(labels)
+        self.boxes += list(np.asarray(boxes_px, np.float32))
+        self.truths += list(np.full((len(labels), 4), np.nan, np.float32) if truths is None
+                            else np.asarray(truths, np.float32))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"crops": np.stack(self.crops), "labels": np.array(self.labels, np.int64),
+                "boxes": np.stack(self.boxes), "truths": np.stack(self.truths)}
+
+
+def match_candidates(props: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Stage-1 candidates ``props`` ``[k, 4]`` against the target boxes ``truth`` ``[m, 4]`` (px):
+    (on a target: IoU ≥ 0.3, or mostly inside it — a rotor of a large drone —, far from every
+    target: background, index of the best target)."""
+    if not len(truth):
+        return np.zeros(len(props), bool), np.ones(len(props), bool), np.zeros(len(props), np.int64)
+    iou = box_iou(props, truth)
+    iw = np.clip(np.minimum(props[:, None, 2], truth[None, :, 2]) - np.maximum(props[:, None, 0], truth[None, :, 0]), 0, None)
+    ih = np.clip(np.minimum(props[:, None, 3], truth[None, :, 3]) - np.maximum(props[:, None, 1], truth[None, :, 1]), 0, None)
+    area = np.maximum((props[:, 2] - props[:, 0]) * (props[:, 3] - props[:, 1]), 1e-6)
+    inside = iw * ih / area[:, None]
+    best = iou.argmax(axis=1)
+    on = ((iou >= 0.3) | (inside >= 0.6)).any(axis=1)
+    far = (iou < 0.1).all(axis=1) & (inside < 0.3).all(axis=1)
+    return on, far, best
 
 
 def build_regions(video_roots: list[Path], image_roots: list[Path], classes: tuple[str, ...], proposer_onnx: Path,
-                  trunk_onnx: Path, *, seed: int, label_step: int = 3, proposal_step: int = 20, width: int = 640, height: int = 512,
+                  *, seed: int, label_step: int = 3, proposal_step: int = 20, width: int = 640, height: int = 512,
                   console=None) -> dict[str, RegionSet]:
     """Train and val :class:`RegionSet` from the field clips and image folders (module docstring)."""
     import cv2
@@ -85,8 +119,7 @@ def build_regions(video_roots: list[Path], image_roots: list[Path], classes: tup
 
     rng = np.random.default_rng(seed)
     sess = ort.InferenceSession(str(proposer_onnx), providers=["CPUExecutionProvider"])
-    trunk = ort.InferenceSession(str(trunk_onnx), providers=["CPUExecutionProvider"])
-    sets = {"train": RegionSet(trunk), "val": RegionSet(trunk)}
+    sets = {"train": RegionSet(), "val": RegionSet()}
     for root in video_roots:
         labels = read_labels(root)
         for split, items in split_items(list_items(root, "video"), seed).items():
@@ -113,18 +146,26 @@ def build_regions(video_roots: list[Path], image_roots: list[Path], classes: tup
                     if f in rows:
                         x, y, w, h = rows[f]
                         truth = np.array([[x, y, x + w, y + h]], np.float32) * lb.scale + [lb.dx, lb.dy, lb.dx, lb.dy]
-                    boxes, labs = [], []
+                    boxes, labs, tgts = [], [], []
                     if want_label and cls:
                         boxes.append(_jitter(truth[0], rng) if split == "train" else truth[0])
                         labs.append(cls)
+                        tgts.append(truth[0])
                     if want_prop:
                         props, obj = sess.run(None, {"image": canvas[None]})
                         props, obj = props[0], obj[0]
-                        far = (box_iou(props, truth).max(axis=1) < 0.1) if len(truth) else np.ones(len(props), bool)
-                        for b in props[far & (obj >= 0.02)]:
-                            boxes.append(b)
-                            labs.append(0)
-                    sets[split].add(canvas, np.array(boxes, np.float32).reshape(-1, 4), labs, it.group)
+                        on, far, best = match_candidates(props, truth)
+                        for b, score, o, f_, t in zip(props, obj, on, far, best):
+                            if o and cls:  # a part of the target, or the target again: its class and box
+                                boxes.append(b)
+                                labs.append(cls)
+                                tgts.append(truth[t])
+                            elif f_ and score >= 0.02:  # the hard negatives: clouds, trees, edges
+                                boxes.append(b)
+                                labs.append(0)
+                                tgts.append(np.full(4, np.nan, np.float32))
+                    sets[split].add(canvas, np.array(boxes, np.float32).reshape(-1, 4), labs, it.group,
+                                    np.array(tgts, np.float32).reshape(-1, 4))
                 cap.release()
     for root in image_roots:
         items = list_items(root, "image")
@@ -138,50 +179,116 @@ def build_regions(video_roots: list[Path], image_roots: list[Path], classes: tup
                 rgb = read_image(it.path, crop)
                 canvas, lb = letterbox(rgb, width, height)
                 gt = read_yolo(it.path, rgb.shape[0] + crop if crop else None, crop)
-                if gt is None or not len(gt):  # the object fills the photo
+                boxed = gt is not None and len(gt) > 0
+                if not boxed:  # the object fills the photo
                     gt = np.array([[0.1, 0.1, 0.9, 0.9]], np.float32)
-                px = gt * [lb.width, lb.height, lb.width, lb.height] * lb.scale + [lb.dx, lb.dy, lb.dx, lb.dy]
-                if split == "train":
-                    px = np.stack([_jitter(b, rng) for b in px])
-                sets[split].add(canvas, px.astype(np.float32), [classes.index(it.label) + 1] * len(px), it.group)
+                truth = (gt * [lb.width, lb.height, lb.width, lb.height] * lb.scale + [lb.dx, lb.dy, lb.dx, lb.dy]
+                         ).astype(np.float32)
+                cls = classes.index(it.label) + 1
+                boxes = np.stack([_jitter(b, rng) for b in truth]) if split == "train" else truth
+                tgts = truth if boxed else np.full_like(truth, np.nan)
+                if boxed:  # stage 1's candidates on the target (large drones: rotors, parts) learn its box
+                    props = sess.run(None, {"image": canvas[None]})[0][0]
+                    on, _, best = match_candidates(props, truth)
+                    boxes, tgts = np.concatenate([boxes, props[on]]), np.concatenate([tgts, truth[best[on]]])
+                sets[split].add(canvas, boxes.astype(np.float32), [cls] * len(boxes), it.group, tgts)
     return sets
 
 
-def train_mlp(classifier, x_tr: np.ndarray, y_tr: np.ndarray, x_va: np.ndarray, y_va: np.ndarray, *,
-              epochs: int = 40, lr: float = 1e-3, seed: int = 0, console=None) -> dict:
-    """Fit ``classifier.mlp`` on pooled features with class-balanced cross-entropy; keep the
-    epoch with the best validation macro recall (each class counts alike). Returns its numbers."""
+def lower_maps(lower_onnx: Path, crops: np.ndarray, batch: int = 256) -> np.ndarray:
+    """The crop trunk's frozen part over uint8 crops ``[N, CROP, CROP, 3]`` (ONNX Runtime), float16."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(lower_onnx), providers=["CPUExecutionProvider"])
+    return np.concatenate([sess.run(None, {"crops": crops[k:k + batch]})[0].astype(np.float16)
+                           for k in range(0, len(crops), batch)])
+
+
+def fine_tune(classifier, h_tr: np.ndarray, tr: dict, h_va: np.ndarray, va: dict, *, epochs: int = 4,
+              lr: float = 3e-4, batch: int = 128, box_weight: float = 2.0, seed: int = 0, console=None) -> dict:
+    """Fine-tune ``classifier``'s upper trunk, MLP and box head on the frozen part's cached maps
+    ``h_*`` (``tr``/``va``: :meth:`RegionSet.arrays`) with class-balanced cross-entropy plus a
+    smooth-L1 loss on the box deltas of regions that have a target box (batch norm statistics
+    stay ImageNet's). Keeps the epoch whose drone regions score best against all other validation
+    regions (drone recall where 1 % of the others score higher: a region called "drone" is what
+    alerts). Returns its numbers, with the validation mean IoU of stage 1's candidates on a target
+    before and after refinement."""
     import torch
+
+    from trainer.vision_model import apply_deltas, box_deltas
 
     torch.manual_seed(seed)
     n_cls = int(classifier.mlp[-1].out_features)
+    y_tr, y_va = tr["labels"], va["labels"]
     counts = np.bincount(y_tr, minlength=n_cls).astype(np.float32)
     weight = torch.from_numpy(counts.sum() / np.maximum(counts, 1) / n_cls)
-    opt = torch.optim.AdamW(classifier.mlp.parameters(), lr=lr, weight_decay=1e-3)
-    xt, yt = torch.from_numpy(x_tr), torch.from_numpy(y_tr)
-    xv = torch.from_numpy(x_va)
-    best, best_state, rng = (-1.0, None), None, np.random.default_rng(seed)
+    tgt_tr = box_deltas(torch.from_numpy(tr["boxes"]), torch.from_numpy(tr["truths"]))  # NaN: no target
+    tuned = torch.nn.ModuleList(classifier.tuned_modules())
+    for p in tuned.parameters():
+        p.requires_grad_(True)
+    heads = [*classifier.mlp.parameters(), *classifier.refine.parameters()]
+    trunk = [p for m in classifier.tuned_modules()[:-2] for p in m.parameters()]
+    groups = [{"params": heads, "lr": lr * 3}] + ([{"params": trunk, "lr": lr}] if trunk else [])
+    opt = torch.optim.AdamW(groups, lr=lr, weight_decay=1e-2)
+    steps = epochs * max(1, len(h_tr) // batch)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, [g["lr"] for g in groups], total_steps=steps, pct_start=0.1)
+    rng = np.random.default_rng(seed)
+
+    def predict(h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        classifier.eval()
+        with torch.no_grad():
+            outs = [classifier.upper(torch.from_numpy(h[k:k + 512].astype(np.float32))) for k in range(0, len(h), 512)]
+        return (np.concatenate([torch.softmax(o[0], dim=1).numpy() for o in outs]),
+                np.concatenate([o[1].numpy() for o in outs]))
+
+    moved = ~np.isnan(va["truths"]).any(axis=1) & (va["boxes"] != va["truths"]).any(axis=1)  # candidates, not labels
+
+    def mean_iou(boxes: np.ndarray) -> float:
+        return float(np.mean([box_iou(b[None], t[None])[0, 0] for b, t in zip(boxes[moved], va["truths"][moved])])
+                     ) if moved.any() else 0.0
+
+    def evaluate(probs: np.ndarray, deltas: np.ndarray) -> tuple[dict[int, float], float, float]:
+        pred = probs.argmax(1)
+        recalls = {c: float((pred[y_va == c] == c).mean()) for c in range(n_cls) if (y_va == c).any()}
+        refined = apply_deltas(torch.from_numpy(va["boxes"]), torch.from_numpy(deltas)).numpy()
+        drone = probs[:, 1]  # what alerts: drone regions above the drone score of all but 1 % of the others
+        neg = np.sort(drone[y_va != 1])
+        cut = neg[int(0.99 * (len(neg) - 1))] if len(neg) else 1.0
+        tpr = float((drone[y_va == 1] > cut).mean()) if (y_va == 1).any() else 0.0
+        return recalls, mean_iou(refined), tpr
+
+    best, best_state = (-1.0, 0), None
     for epoch in range(epochs):
+        classifier.eval()  # batch norm keeps its statistics; dropout trains
         classifier.mlp.train()
-        for i in np.array_split(rng.permutation(len(xt)), max(1, len(xt) // 256)):
-            loss = torch.nn.functional.cross_entropy(classifier.mlp(xt[i]), yt[i], weight=weight)
+        for i in np.array_split(rng.permutation(len(h_tr)), max(1, len(h_tr) // batch)):
+            i = np.sort(i)
+            logits, deltas = classifier.upper(torch.from_numpy(h_tr[i].astype(np.float32)))
+            loss = torch.nn.functional.cross_entropy(logits, torch.from_numpy(y_tr[i]), weight=weight)
+            t = tgt_tr[i]
+            has = ~torch.isnan(t).any(dim=1)
+            if has.any():
+                loss = loss + box_weight * torch.nn.functional.smooth_l1_loss(deltas[has], t[has], beta=0.1)
             opt.zero_grad()
             loss.backward()
             opt.step()
-        classifier.mlp.eval()
-        with torch.no_grad():
-            pred = classifier.mlp(xv).argmax(dim=1).numpy()
-        recalls = [float((pred[y_va == c] == c).mean()) for c in range(n_cls) if (y_va == c).any()]
-        macro = float(np.mean(recalls)) if recalls else 0.0
-        if macro > best[0]:
-            best = (macro, epoch + 1)
-            best_state = {k: v.clone() for k, v in classifier.mlp.state_dict().items()}
-    classifier.mlp.load_state_dict(best_state)
-    classifier.mlp.eval()
-    with torch.no_grad():
-        pred = classifier.mlp(xv).argmax(dim=1).numpy()
-    per_class = {c: float((pred[y_va == c] == c).mean()) for c in range(n_cls) if (y_va == c).any()}
+            sched.step()
+        recalls, iou, tpr = evaluate(*predict(h_va))
+        if console:
+            console.print(f"crop classifier epoch {epoch + 1}: val recall per class "
+                          + " ".join(f"{r:.3f}" for r in recalls.values()) + f"; drone TPR at 1 % FPR {tpr:.3f}; box IoU {iou:.3f}")
+        if tpr > best[0]:
+            best = (tpr, epoch + 1)
+            best_state = {k: v.clone() for k, v in classifier.state_dict().items()}
+    classifier.load_state_dict(best_state)
+    for p in tuned.parameters():
+        p.requires_grad_(False)
+    classifier.eval()
+    probs, deltas = predict(h_va)
+    recalls, iou, tpr = evaluate(probs, deltas)
     if console:
-        console.print(f"crop classifier: val macro recall {best[0]:.3f} at epoch {best[1]}; per class {per_class}")
-    return {"crop_val_macro_recall": best[0], "crop_best_epoch": float(best[1]),
-            **{f"crop_val_recall_{c}": v for c, v in per_class.items()}}
+        console.print(f"crop classifier: val drone TPR at 1 % FPR {tpr:.3f} at epoch {best[1]}; box IoU "
+                      f"{mean_iou(va['boxes']):.3f} → {iou:.3f}")
+    return {"crop_val_drone_tpr_at_fpr_0.01": tpr, "crop_best_epoch": float(best[1]),
+            "crop_val_box_iou_before": mean_iou(va["boxes"]), "crop_val_box_iou": iou,
+            **{f"crop_val_recall_{c}": r for c, r in recalls.items()}}

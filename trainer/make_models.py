@@ -1,6 +1,6 @@
 """``make models``: build the shipped default models from ../shared/data (+ synthetic data).
 
-    .venv/bin/python -m trainer.make_models [--only audio|vision] [--data-root ../shared/data] [--out models]
+    .venv/bin/python -m trainer.make_models [--only audio|vision] [--data-root ../shared/data] [--out models] [--resume]
 
 One recorded command: the datasets, splits, seeds and hyper-parameters below are the ones
 the shipped ``models/audio.onnx`` and ``models/vision.onnx`` were trained with. Each model's
@@ -52,18 +52,18 @@ def data_root(arg: str | None) -> Path:
     return root
 
 
-def build_audio(root: Path, out: Path):
+def build_audio(root: Path, out: Path, resume: bool = False):
     from trainer.train_audio import train_audio
 
     return train_audio([root / d for d in AUDIO_DATA], out, eval_data=[root / "droneprint_audio"],
-                       run_dir=Path("runs/make-models-audio"), **AUDIO)
+                       run_dir=Path("runs/make-models-audio"), resume=resume, **AUDIO)
 
 
-def build_vision(root: Path, out: Path):
+def build_vision(root: Path, out: Path, resume: bool = False):
     from trainer.train_vision import train_vision
 
     return train_vision([root / "ddd_video", root / "drone_net", root / "drone_bird_cls"], out,
-                        run_dir=Path("runs/make-models-vision"), **VISION)
+                        run_dir=Path("runs/make-models-vision"), resume=resume, **VISION)
 
 
 def write_readme(out: Path) -> Path:
@@ -80,15 +80,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--data-root")
     ap.add_argument("--out", default="models")
     ap.add_argument("--readme-only", action="store_true", help="only regenerate models/README.md from the cards")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue each model's run in runs/make-models-* from its last checkpoint (a finished "
+                         "fit is reused as it is; the vision model's second stage is always trained again)")
     args = ap.parse_args(argv)
     out = Path(args.out)
     if not args.readme_only:
         root = data_root(args.data_root)
         if args.only in (None, "audio"):
-            r = build_audio(root, out)
+            r = build_audio(root, out, args.resume)
             print(json.dumps({"audio": r.metrics}, indent=1))
         if args.only in (None, "vision"):
-            r = build_vision(root, out)
+            r = build_vision(root, out, args.resume)
             print(json.dumps({"vision": r.metrics}, indent=1))
     print(f"wrote {write_readme(out)}")
     for name in ("audio", "vision"):

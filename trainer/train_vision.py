@@ -468,7 +468,8 @@ def train_vision(data: list[Path], out: Path = Path("models"), *, epochs: int = 
                             f"Apache-2.0), frozen, + stride 8/16/32 pyramid and a {len(classes)}-class FCOS-style head "
                             f"at stride {STRIDE} proposes the top {CANDIDATES} local maxima; 2: each candidate's region "
                             f"({CONTEXT:g}x its box, resampled from native pixels to {CROP} px) is classified by a "
-                            "frozen EfficientNet-Lite0 + MLP (background or a class). Input "
+                            "frozen EfficientNet-Lite0 + MLP (background or a class) and its box refined from the "
+                            "trunk's 3x3 map. Input "
                             f"{width}x{height} letterboxed with pad {PAD_VALUE}. Classes: {', '.join(classes)}; only "
                             "drone raises alerts. Report: " + str(run_dir / "report"))
     return TrainOutcome(onnx_path, card, run_dir, metrics, time.monotonic() - t_start)
@@ -480,9 +481,9 @@ def fit_second_stage(proposer, data: list[Path], *, seed: int, width: int, heigh
     the served two-stage module and the classifier's validation numbers."""
     import torch
 
-    from trainer.crop_stage import build_regions, train_mlp
+    from trainer.crop_stage import build_regions, fine_tune, lower_maps
     from trainer.export import export_onnx
-    from trainer.vision_model import CROP, CropClassifier, PooledGraph, ProposalGraph, TwoStageDetector
+    from trainer.vision_model import CROP, CropClassifier, LowerGraph, ProposalGraph, TwoStageDetector
 
     classes = proposer.classes
     classifier = CropClassifier(len(classes), pretrained=pretrained).eval()
@@ -492,35 +493,32 @@ def fit_second_stage(proposer, data: list[Path], *, seed: int, width: int, heigh
     tag = f"{width}x{height}-{int(pretrained)}-{time.monotonic_ns()}"
     props = export_onnx(ProposalGraph(served), torch.zeros(1, height, width, 3, dtype=torch.uint8),
                         cache_dir() / f"vision-proposals-{tag}.onnx", "image", ["boxes", "obj"])
-    trunk = export_onnx(PooledGraph(classifier), torch.zeros(2, 3, CROP, CROP), cache_dir() / f"vision-crop-trunk-{tag}.onnx",
-                        "crops", ["pooled"])
+    lower = export_onnx(LowerGraph(classifier), torch.zeros(2, CROP, CROP, 3, dtype=torch.uint8),
+                        cache_dir() / f"vision-crop-lower-{tag}.onnx", "crops", ["maps"])
     videos = [r for r in data if is_video_folder(r)]
     images = [r for r in data if not is_video_folder(r)]
-    sets = build_regions(videos, images, classes, props, trunk, seed=seed, width=width, height=height,
+    sets = build_regions(videos, images, classes, props, seed=seed, width=width, height=height,
                          console=console, label_step=label_step, proposal_step=proposal_step)
-    x = {s: np.array(r.features, np.float32).reshape(-1, 1280) for s, r in sets.items()}
-    y = {s: np.array(r.labels, np.int64) for s, r in sets.items()}
+    arrays = {s: r.arrays() for s, r in sets.items()}
+    h = {s: lower_maps(lower, a["crops"]) for s, a in arrays.items()}
     if console:
-        console.print("regions: " + ", ".join(f"{s} {np.bincount(y[s], minlength=len(classes) + 1).tolist()}"
-                                              for s in sets) + " (background, " + ", ".join(classes) + ")")
-    for p in classifier.mlp.parameters():
-        p.requires_grad_(True)
-    metrics = train_mlp(classifier, x["train"], y["train"], x["val"], y["val"], seed=seed, console=console)
-    for p in classifier.mlp.parameters():
-        p.requires_grad_(False)
-    for f in (props, trunk):
+        console.print("regions: " + ", ".join(f"{s} {np.bincount(a['labels'], minlength=len(classes) + 1).tolist()}"
+                                              for s, a in arrays.items()) + " (background, " + ", ".join(classes) + ")")
+    metrics = fine_tune(classifier, h["train"], arrays["train"], h["val"], arrays["val"], seed=seed, console=console)
+    for f in (props, lower):
         f.unlink(missing_ok=True)
     return served.eval(), metrics
 
 
 def choose_report_threshold(onnx_path: Path, videos: list[Path], *, seed: int, console=None,
-                            grid: tuple[float, ...] = tuple(np.round(np.arange(0.5, 0.96, 0.05), 2))
+                            grid: tuple[float, ...] = (*np.round(np.arange(0.5, 0.96, 0.05), 2), 0.97, 0.98, 0.99)
                             ) -> tuple[float, dict]:
     """The report threshold, chosen on the val clips (never test) at the clip level: frames
     sampled at the camera's fps, a clip alerts when 3 of 5 consecutive frames score at least
     max(threshold, 0.6) (the alerting's default rule, replayed by :func:`trainer.field_eval.confirmed`;
     the measurement uses the rule itself, in Redis). Among thresholds whose confuser clips alert at
-    most 10 % of the time, the one with the best drone recall; else the fewest false alarms."""
+    most 10 % of the time, those with the best drone recall, and of them the middle one (the edges
+    of such a plateau sit next to a jump in false alarms or in misses); else the fewest false alarms."""
     from detectors.vision import VisionDetector, VisionDetectorConfig
     from trainer.field_eval import read_labels, score_clip
 
@@ -539,12 +537,22 @@ def choose_report_threshold(onnx_path: Path, videos: list[Path], *, seed: int, c
         a = np.array([confirmed(s >= alert_threshold(t)) for _, s in clips])
         pos = np.array([p for p, _ in clips])
         rows.append((float(t), float(a[pos].mean()) if pos.any() else 0.0, float(a[~pos].mean()) if (~pos).any() else 0.0))
-    ok = [r for r in rows if r[2] <= 0.10]
-    best = max(ok, key=lambda r: (r[1], -r[0])) if ok else min(rows, key=lambda r: (r[2], -r[1], r[0]))
+    best = pick_threshold(rows)
     if console:
         console.print("report threshold on val clips (t, recall, false alarms): "
                       + " ".join(f"({t:.2f} {r:.2f} {f:.2f})" for t, r, f in rows) + f" → {best[0]:.2f}")
     return best[0], {"val.clip_recall": best[1], "val.clip_false_alarm_rate": best[2]}
+
+
+def pick_threshold(rows: list[tuple[float, float, float]], max_false_alarms: float = 0.10) -> tuple[float, float, float]:
+    """Of (threshold, clip recall, confuser clips alerting) rows in rising threshold order: among
+    those with at most ``max_false_alarms``, the middle one of those with the best recall; else the
+    one with the fewest false alarms (then the best recall, then the lowest threshold)."""
+    ok = [r for r in rows if r[2] <= max_false_alarms]
+    if not ok:
+        return min(rows, key=lambda r: (r[2], -r[1], r[0]))
+    tied = [r for r in ok if r[1] == max(r[1] for r in ok)]
+    return tied[len(tied) // 2]
 
 
 def field_validation(probs: np.ndarray, boxes: np.ndarray, truths: list, samples: list[Sample],

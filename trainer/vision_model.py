@@ -250,9 +250,15 @@ def crop_regions(image: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
     return nn.functional.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
+CROP_FROZEN_BLOCKS = 16  # the crop trunk's blocks that stay ImageNet's (all 16: only the heads train)
+
+
 class CropClassifier(nn.Module):
-    """A region → background or one of the classes: the whole ImageNet EfficientNet-Lite0
-    (frozen; its pooled 1280 features are cached in training) and a small trained MLP."""
+    """A region → background or one of the classes, and where the target sits in it: the ImageNet
+    EfficientNet-Lite0 trunk, a small MLP on its pooled features (the class) and a small head on
+    its 3x3 map (box deltas, :func:`apply_deltas`: pooling would throw away where the target is).
+    Training keeps the stem and the first ``CROP_FROZEN_BLOCKS`` blocks as they are (their maps
+    are cached) and trains the rest."""
 
     def __init__(self, n_classes: int = len(CLASSES), pretrained: bool = True, hidden: int = 256):
         super().__init__()
@@ -262,16 +268,52 @@ class CropClassifier(nn.Module):
         del self.trunk.fc
         self.mlp = nn.Sequential(nn.Linear(1280, hidden), nn.ReLU(inplace=True), nn.Dropout(0.2),
                                  nn.Linear(hidden, n_classes + 1))  # [background, *classes]
+        side = CROP // 32
+        self.refine = nn.Sequential(nn.Conv2d(1280, 64, 1), nn.ReLU(inplace=True), nn.Flatten(),
+                                    nn.Linear(64 * side * side, 4))
+        nn.init.zeros_(self.refine[-1].weight)  # zero deltas: the candidate's box as it is
+        nn.init.zeros_(self.refine[-1].bias)
 
-    def pooled(self, crops: torch.Tensor) -> torch.Tensor:
-        """Normalised float crops ``[N, 3, CROP, CROP]`` → pooled features ``[N, 1280]``."""
+    def lower(self, crops: torch.Tensor) -> torch.Tensor:
+        """Normalised float crops ``[N, 3, CROP, CROP]`` → the frozen part's maps (cached in training)."""
         h = self.trunk.stem(crops)
-        for block in self.trunk.blocks:
+        for block in self.trunk.blocks[:CROP_FROZEN_BLOCKS]:
             h = block(h)
-        return self.trunk.head(h).mean(dim=(2, 3))
+        return h
 
-    def forward(self, crops: torch.Tensor) -> torch.Tensor:
-        return self.mlp(self.pooled(crops))  # logits [N, 1 + C]
+    def upper(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The trained part: frozen maps → (logits ``[N, 1 + C]`` over background and the
+        classes, box deltas ``[N, 4]`` that move the candidate's box onto the target)."""
+        for block in self.trunk.blocks[CROP_FROZEN_BLOCKS:]:
+            h = block(h)
+        h = self.trunk.head(h)
+        return self.mlp(h.mean(dim=(2, 3))), self.refine(h)
+
+    def tuned_modules(self) -> list[nn.Module]:
+        """What training changes: the unfrozen blocks (and the head conv after them, if any), the MLP, the box head."""
+        blocks = list(self.trunk.blocks[CROP_FROZEN_BLOCKS:])
+        return [*blocks, *([self.trunk.head] if blocks else []), self.mlp, self.refine]
+
+    def forward(self, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.upper(self.lower(crops))
+
+
+def apply_deltas(boxes: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:
+    """Faster R-CNN's box refinement: ``boxes`` ``[..., 4]`` px moved by (dx, dy) of their size
+    and scaled by exp(dw, dh) (clamped to x20). Zero deltas give the boxes back."""
+    w, h = boxes[..., 2] - boxes[..., 0], boxes[..., 3] - boxes[..., 1]
+    cx, cy = boxes[..., 0] + w / 2 + deltas[..., 0] * w, boxes[..., 1] + h / 2 + deltas[..., 1] * h
+    w, h = w * torch.exp(deltas[..., 2].clamp(-3, 3)), h * torch.exp(deltas[..., 3].clamp(-3, 3))
+    return torch.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dim=-1)
+
+
+def box_deltas(boxes: torch.Tensor, truths: torch.Tensor) -> torch.Tensor:
+    """The deltas :func:`apply_deltas` needs to move ``boxes`` onto ``truths`` (training targets)."""
+    w, h = boxes[..., 2] - boxes[..., 0], boxes[..., 3] - boxes[..., 1]
+    tw, th = truths[..., 2] - truths[..., 0], truths[..., 3] - truths[..., 1]
+    return torch.stack([(truths[..., 0] + tw / 2 - boxes[..., 0] - w / 2) / w,
+                        (truths[..., 1] + th / 2 - boxes[..., 1] - h / 2) / h,
+                        torch.log(tw / w), torch.log(th / h)], dim=-1)
 
 
 class TwoStageDetector(nn.Module):
@@ -279,9 +321,10 @@ class TwoStageDetector(nn.Module):
 
     uint8 NHWC RGB → (score [B], boxes [B, K, 4], box_scores [B, K, C]) with K = ``CANDIDATES``:
     the stage-1 cells that are local maxima of "any target" (3x3 max-pool, CenterNet's NMS, which
-    exports cleanly), the top K of them, their boxes, and per class the crop classifier's
-    probability (softmax over background + classes) — so a bird proposed as a drone by stage 1
-    is judged again on native pixels at 96 px.
+    exports cleanly), the top K of them, their boxes refined by the crop classifier, and per
+    class its probability (softmax over background + classes) — so a bird proposed as a drone by
+    stage 1 is judged again on native pixels at 96 px, and a box that covers only a rotor of a
+    large drone is moved onto the whole drone (then IoU-NMS merges the duplicates).
     """
 
     def __init__(self, proposer: FieldDetector, classifier: CropClassifier, k: int = CANDIDATES):
@@ -307,8 +350,10 @@ class TwoStageDetector(nn.Module):
         boxes, _ = self.proposals(image)
         p = self.proposer
         crops = crop_regions(x, candidate_regions(boxes, p.width, p.height))
-        probs = torch.softmax(self.classifier(crops), dim=1)[:, 1:].reshape(image.shape[0], self.k, -1)
-        return probs[..., 0].amax(dim=1), boxes / p.scale, probs
+        logits, deltas = self.classifier(crops)
+        probs = torch.softmax(logits, dim=1)[:, 1:].reshape(image.shape[0], self.k, -1)
+        boxes = apply_deltas(boxes, deltas.reshape(image.shape[0], self.k, 4))
+        return probs[..., 0].amax(dim=1), (boxes / p.scale).clamp(0.0, 1.0), probs
 
 
 class ProposalGraph(nn.Module):
@@ -323,12 +368,13 @@ class ProposalGraph(nn.Module):
         return self.served.proposals(image)
 
 
-class PooledGraph(nn.Module):
-    """The crop trunk alone (normalised crops → pooled features), to cache them in training."""
+class LowerGraph(nn.Module):
+    """The crop trunk's frozen part alone (uint8 crops NHWC → maps), to cache them in training."""
 
     def __init__(self, classifier: CropClassifier):
         super().__init__()
         self.classifier = classifier
 
     def forward(self, crops: torch.Tensor) -> torch.Tensor:
-        return self.classifier.pooled(crops)
+        x = (crops.permute(0, 3, 1, 2).to(torch.float32) - 127.0) * (1.0 / 128.0)
+        return self.classifier.lower(x)
