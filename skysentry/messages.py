@@ -326,6 +326,19 @@ class Box(Contract):
     label: str = Field("drone", description=LABEL_DESCRIPTION)
 
 
+class ProcessingTimes(Contract):
+    """When the processor handled the window (its own wall clock, UTC): what a consumer needs to
+    split capture → detection into stages. Optional on a detection; absent from older processors."""
+
+    received_at: AwareDatetime | None = Field(
+        None, description="the processor's consumer fetched the input record (before its batch was formed)")
+    batch_started_at: AwareDatetime = Field(description="the input's micro-batch was closed and its processing began")
+    inference_started_at: AwareDatetime = Field(
+        description="the model began running the batch (after decoding and any earlier batches' runs)")
+    inference_ended_at: AwareDatetime = Field(description="the model finished the batch")
+    batch_size: int = Field(ge=1, description="windows in the model run")
+
+
 class Detection(Contract):
     """One window (frame or audio window) in which the model saw something: labelled `drone`
     when its drone score reached the report threshold; otherwise a vision processor may report
@@ -346,6 +359,8 @@ class Detection(Contract):
     input_seq: int | None = None
     captured_at: AwareDatetime
     processed_at: AwareDatetime
+    timing: ProcessingTimes | None = Field(
+        None, description="the processor's per-stage times (receive, batch, inference), for latency breakdowns")
 
 
 class ScoreSummary(Contract):

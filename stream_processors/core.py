@@ -18,13 +18,13 @@ from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, Field
 
 from detectors.registry import ModelSlot
-from skysentry.messages import Detection, Headers, ModelRef, ScoreSummary, utcnow
+from skysentry.messages import Detection, Headers, ModelRef, ProcessingTimes, ScoreSummary, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,7 @@ class InputRecord:
     value: bytes | None
     headers: Headers
     timestamp: int | None = None  # ms, broker/producer time
+    received_at: datetime | None = None  # when this process's consumer fetched it (None: not known)
 
     @classmethod
     def of(cls, message: Any) -> "InputRecord":
@@ -156,7 +157,8 @@ class Prepared:
     result: BatchResult
     detector: Any
     items: list[tuple[InputRecord, Any, Any]] = field(default_factory=list)
-    run: Future | None = None  # (outputs or None per item, [(index, reason)], seconds)
+    run: Future | None = None  # (outputs or None per item, [(index, reason)], seconds, started at)
+    started_at: datetime = field(default_factory=utcnow)  # the batch was closed and stage 1 began
 
 
 class Pipeline(ABC):
@@ -229,10 +231,11 @@ class Pipeline(ABC):
         result, detector, batch = prepared.result, prepared.detector, prepared.items
         if batch:
             self.start_inference(prepared)
-            outputs, failed, result.inference_s = await asyncio.wrap_future(prepared.run)
+            outputs, failed, result.inference_s, run_started = await asyncio.wrap_future(prepared.run)
             result.batch_sizes.append(len(batch))
             bad = dict(failed)
             processed_at = utcnow()
+            run_ended = run_started + timedelta(seconds=result.inference_s)
             positive = detector.card.labels[0] if detector.card.labels else "drone"
             threshold = detector.report_threshold
             for i, (record, event, _input) in enumerate(batch):
@@ -250,21 +253,25 @@ class Pipeline(ABC):
                         id=detection_id(event.id, detector.ref), site=event.site, source=event.source,
                         modality=self.MODALITY, label=label, score=shown,
                         boxes=boxes, model=detector.ref, input_event_id=event.id, input_seq=event.seq,
-                        captured_at=event.time, processed_at=processed_at))
+                        captured_at=event.time, processed_at=processed_at,
+                        timing=ProcessingTimes(received_at=record.received_at, batch_started_at=prepared.started_at,
+                                               inference_started_at=run_started, inference_ended_at=run_ended,
+                                               batch_size=len(batch))))
         result.outcomes["dead_lettered"] = len(result.dead)
         return result
 
     async def close(self) -> None:
         self._inference.shutdown(wait=False, cancel_futures=True)
 
-    def _run_guarded(self, detector: Any, inputs: list, batch: Any) -> tuple[list, list[tuple[int, str]], float]:
+    def _run_guarded(self, detector: Any, inputs: list, batch: Any
+                     ) -> tuple[list, list[tuple[int, str]], float, datetime]:
         """The model on the batch; if it raises (or ``batch`` is None: it could not be
         assembled), on each input alone, so one poisonous input cannot sink its batch.
-        Returns (output or None per input, [(index, reason)], seconds)."""
-        t0 = time.perf_counter()
+        Returns (output or None per input, [(index, reason)], seconds, wall-clock start)."""
+        started, t0 = utcnow(), time.perf_counter()
         if batch is not None:
             try:
-                return list(self.run_model(detector, batch)), [], time.perf_counter() - t0
+                return list(self.run_model(detector, batch)), [], time.perf_counter() - t0, started
             except Exception as exc:
                 log.warning("batch of %d failed (%s); retrying one by one", len(inputs), exc)
         outputs: list[Any] = [None] * len(inputs)
@@ -274,4 +281,4 @@ class Pipeline(ABC):
                 outputs[i] = self.run_model(detector, self.assemble(detector, [x]))[0]
             except Exception as exc:
                 failed.append((i, f"inference failed: {type(exc).__name__}: {exc}"[:500]))
-        return outputs, failed, time.perf_counter() - t0
+        return outputs, failed, time.perf_counter() - t0, started

@@ -43,6 +43,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterable
+from datetime import timedelta
 
 import faust
 from aiokafka.errors import KafkaError
@@ -159,6 +160,13 @@ class ProcessorService:
         """Stage 1 here (in batch order); inference, delivery and release in a task, so the
         next batch is decoded while this one is inferred and its outputs are in flight."""
         records = [InputRecord.of(e.message) for e in events]
+        # faust's monitor stamps each message with the monotonic time its consumer fetched it:
+        # carried into the detections' timing as wall-clock time (latency per stage)
+        wall, mono = utcnow(), time.monotonic()
+        for record, e in zip(records, events):
+            time_in = getattr(e.message, "time_in", None)
+            if time_in is not None and 0 <= mono - time_in < 3600:
+                record.received_at = wall - timedelta(seconds=mono - time_in)
         m.WINDOWS_IN.labels(self.modality).inc(len(records))
         try:
             prepared: Prepared | BatchResult = await self.pipeline.prepare(records)

@@ -75,7 +75,7 @@ class VisionPipeline(Pipeline):
             *(loop.run_in_executor(self._pool, self._prepare, detector, r, e) for r, e in fresh),
             return_exceptions=True)
         result.decode_s = time.perf_counter() - t0
-        prepared = Prepared(result, detector)
+        prepared = Prepared(result, detector, started_at=now)
         for (record, event), item in zip(fresh, decoded):
             if isinstance(item, ImageDecodeError):
                 result.dead.append((record, f"undecodable JPEG: {item}"))
