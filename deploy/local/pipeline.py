@@ -35,6 +35,7 @@ from aiokafka import TopicPartition
 
 from alerting.channels.webhook import verify_signature
 from alerting.testing import Received, RecordingReceiver
+from deploy.local.latency import Breakdown, Notified, Times, breakdown, notify_breakdown, percentile  # noqa: F401
 from producers.camera import CameraProducer
 from producers.microphone import MicrophoneProducer
 from skysentry.bus import make_consumer
@@ -160,6 +161,9 @@ class Observed:
     inputs: dict[str, tuple[str, datetime]] = field(default_factory=dict)  # ce_id → (topic, capture time)
     detections: dict[str, Detection] = field(default_factory=dict)
     detection_read_at: dict[str, datetime] = field(default_factory=dict)
+    input_logged_at: dict[str, datetime] = field(default_factory=dict)  # ce_id → the record's Kafka timestamp
+    detection_logged_at: dict[str, datetime] = field(default_factory=dict)  # detection id → its record's timestamp
+    window_s: dict[str, float] = field(default_factory=dict)  # audio ce_id → the window's length
     summaries: Counter = field(default_factory=Counter)  # (modality, source) → heartbeats
     alerts: list[Alert] = field(default_factory=list)
     counts: Counter = field(default_factory=Counter)
@@ -237,6 +241,11 @@ class Watcher:
             ce_id, ce_time = header(record.headers, "ce_id"), header(record.headers, "ce_time")
             if ce_id and ce_time:
                 s.inputs[ce_id] = (topic, datetime.fromisoformat(ce_time))
+                if (logged := _record_time(record)) is not None:
+                    s.input_logged_at[ce_id] = logged
+                samples, rate = header(record.headers, "ce_samples"), header(record.headers, "ce_samplerate")
+                if kind == "audio" and samples and rate and samples.isdigit() and rate.isdigit() and int(rate):
+                    s.window_s[ce_id] = int(samples) / int(rate)
             return
         try:
             _, msg = decode_structured(record.value, (Detection, ScoreSummary) if kind == "detection" else Alert)
@@ -246,10 +255,18 @@ class Watcher:
         if isinstance(msg, Detection):
             s.detections[msg.id] = msg
             s.detection_read_at.setdefault(msg.id, now)
+            if (logged := _record_time(record)) is not None:
+                s.detection_logged_at.setdefault(msg.id, logged)
         elif isinstance(msg, ScoreSummary):
             s.summaries[(msg.modality, msg.source)] += 1
         else:
             s.alerts.append(msg)
+
+
+def _record_time(record) -> datetime | None:
+    """A consumed record's Kafka timestamp (ms; CreateTime unless the topic says LogAppendTime)."""
+    ts = getattr(record, "timestamp", None)
+    return datetime.fromtimestamp(ts / 1000, timezone.utc) if isinstance(ts, int) and ts > 0 else None
 
 
 # -- the run ---------------------------------------------------------------------------------
@@ -304,6 +321,33 @@ class RunReport:
         return sorted((seen.detection_read_at[i] - d.captured_at).total_seconds() * 1000
                       for i, d in seen.detections.items() if d.input_event_id in seen.inputs)
 
+    def detection_breakdowns(self) -> list[Breakdown]:
+        """Capture → detection read, per modality and per stage (:mod:`deploy.local.latency`)."""
+        seen = self.observed
+        by_modality: dict[str, list[Times]] = {}
+        for i, d in seen.detections.items():
+            if d.input_event_id not in seen.inputs:
+                continue
+            by_modality.setdefault(d.modality, []).append(Times.of(
+                d, seen.input_logged_at.get(d.input_event_id), seen.detection_logged_at.get(i),
+                seen.detection_read_at.get(i), seen.window_s.get(d.input_event_id, 0.0)))
+        return [breakdown(m, times) for m, times in sorted(by_modality.items())]
+
+    def notification_breakdowns(self) -> dict[str, dict[str, tuple[float, float, int]]]:
+        """Capture → firing webhook delivered, per modality of the newest detection the alert
+        cites, split at that detection's publication (processor | alerting)."""
+        seen, items = self.observed, []
+        for delivered in self.notifications_on("/webhook"):
+            body = delivered.json()
+            if body["event"] != "firing":
+                continue
+            dets = [seen.detections[i] for i in body["alert"]["detection_ids"] if i in seen.detections]
+            if dets:
+                newest = max(dets, key=lambda d: d.captured_at)
+                items.append(Notified(newest.modality, newest.captured_at, seen.detection_logged_at.get(newest.id),
+                                      datetime.fromtimestamp(delivered.at, timezone.utc)))
+        return notify_breakdown(items)
+
     def alert_latencies_ms(self) -> list[float]:
         """Capture of the newest window an alert was fired on → its webhook delivered. Includes
         confirmation (k of n windows) and the route's group_wait: what an operator waits."""
@@ -317,13 +361,6 @@ class RunReport:
             if captured:
                 out.append((delivered.at - max(captured).timestamp()) * 1000)
         return sorted(out)
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    values = sorted(values)
-    return values[min(len(values) - 1, round(q / 100 * (len(values) - 1)))]
 
 
 async def run_pipeline(settings: Settings, receiver: RecordingReceiver, workdir: Path, *, seconds: float,
