@@ -161,9 +161,13 @@ def latency_note(breakdowns: list[Breakdown]) -> str:
 
 
 # Why the demo's p99 is above bench/results/pipeline.md's (measured: see the README's demo section)
-LATENCY_WHY = ("bench/pipeline.py measures one vision processor alone at half its capacity; here the same two "
-               "cores also run Kafka, Redis, alerting, the audio processor and this process (three cameras "
-               "encoding JPEG, two clips decoded from video, the live view), so the stages above wait for CPU.")
+LATENCY_WHY = ("Why vision's p99 is above bench/results/pipeline.md's (94 ms): the bench feeds one processor 12 evenly "
+               "spaced frames/s on an otherwise idle machine (small batches); here three cameras tick together, so each batch "
+               "holds 3 frames (inference ~120 ms), and their 15 fps need about 1.2 of the 2 cores for inference "
+               "alone beside Kafka, Redis, alerting, audio and this process (JPEG encoding, video decoding). Any "
+               "other load makes the processor fall behind: the slow tail is queue wait and waiting for the "
+               "model, not the model. Audio's time is mostly its window: stamped at its first sample, sent at "
+               "its last.")
 
 
 def notification_table(notified: dict[str, dict[str, tuple[float, float, int]]]) -> Table:
