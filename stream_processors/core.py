@@ -57,6 +57,8 @@ class ProcessorConfig(BaseModel):
     send_retry_max_s: float = Field(5.0, gt=0, description="longest back-off between output retries")
     max_inflight_batches: int = Field(4, ge=1, description="batches whose outputs may await Kafka's ack at once")
     buffer_windows: int | None = Field(None, ge=8, description="faust's per-topic queue; None: max(512, 64 x max_batch)")
+    stop_grace_s: float = Field(10.0, gt=0, description="a graceful stop that has not finished by then (the broker "
+                                "is down) exits with status 75 without committing: the inputs are read again")
 
 
 @dataclass(slots=True)

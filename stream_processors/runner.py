@@ -332,7 +332,18 @@ class ProcessorService:
             await self._wait(stop, tasks)
         finally:
             self._stopping = True
-            await self._shutdown(tasks, watcher)
+            # not wait_for: cancelling faust's stop would wait on the broker just the same
+            done, _ = await asyncio.wait([asyncio.ensure_future(self._shutdown(tasks, watcher))],
+                                         timeout=cfg.stop_grace_s)
+            if done:
+                done.pop().result()
+            else:  # the broker is away: leave rather than hang on it
+                log.critical("stop did not finish within %g s (Kafka unreachable?); exiting without committing: "
+                             "%d batch(es) of outputs were not delivered, and inputs since the last commit are "
+                             "read again after the restart (their detections keep their ids)",
+                             cfg.stop_grace_s, cfg.max_inflight_batches - self._inflight._value)  # noqa: SLF001
+                logging.shutdown()
+                os._exit(EX_TEMPFAIL)
 
     async def _wait(self, stop: asyncio.Event, tasks: list[asyncio.Task]) -> None:
         """Until ``stop``; a crashed faust app or a dead side task ends the process with an
