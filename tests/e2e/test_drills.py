@@ -463,6 +463,74 @@ async def test_redis_kill_9_with_the_stacks_settings(own_stack, toy, tmp_path):
     check(out)
 
 
+async def test_every_service_stops_within_its_grace_with_the_broker_down(own_stack, toy, tmp_path):
+    """SIGTERM while Kafka is down: the processors used to hang for minutes on faust's stop and
+    the producer's flush. Each service must exit within its grace (a few seconds over) and say
+    so: alerting with what stayed in its outbox, a processor with status 75 (nothing committed,
+    its inputs are read again; their detections keep their ids) or 0."""
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    name = f"drill-{uuid.uuid4().hex[:8]}"
+    topics = TopicSettings(frames=f"{name}.frames", audio=f"{name}.audio", detections=f"{name}.detections",
+                           alerts=f"{name}.alerts", models=f"{name}.models", partitions=3)
+    kafka = {"bootstrap_servers": own_stack.bootstrap_servers}
+    await ensure_topics(Settings(kafka=kafka).kafka, topics, groups=tuple(group_ids(name).values()))
+    grace = {"vision": 5.0, "audio": 5.0, "alerting": 3.0}
+    with RecordingReceiver() as receiver:
+        doc = drill_config(own_stack.bootstrap_servers, own_stack.redis_url, receiver, topics, name, toy, {})
+        for key in ("vision_processor", "audio_processor"):
+            doc[key]["stop_grace_s"] = grace[key.split("_")[0]]
+        config = tmp_path / "skysentry.yaml"
+        config.write_text(yaml.safe_dump(doc, sort_keys=False))
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("SKYSENTRY_") and k not in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL")}
+        env.update({WEBHOOK_SECRET_ENV: "drill-secret", TWILIO_TOKEN_ENV: "drill-token"})
+        services = {key: ServiceProcess(key, args, config, env=env, log_path=tmp_path / f"{key}.log", cwd=ROOT)
+                    for key, args in (("vision", ["stream_processors", "vision"]),
+                                      ("audio", ["stream_processors", "audio"]), ("alerting", ["alerting", "run"]))}
+        try:
+            for svc in services.values():
+                svc.start()
+            await asyncio.gather(*(svc.wait_assigned(timeout=120) for svc in services.values()))
+            settings = Settings(kafka=kafka, topics=topics,
+                                camera={"source": str(write_camera(tmp_path / "sky.avi", 1, 2.0)), "camera_id": CAMERA,
+                                        "site": SITE},
+                                mic={"source": str(write_mic(tmp_path / "sky.wav", 1, 2.0)), "mic_id": MIC, "site": SITE})
+            stop = asyncio.Event()
+            producers = [CameraProducer(settings.camera, settings.kafka, topics),
+                         MicrophoneProducer(settings.mic, settings.kafka, topics)]
+            playing = [asyncio.create_task(p.run(stop)) for p in producers]
+            await asyncio.sleep(PASS_S)  # a drone in the sky, an alert firing
+            await asyncio.to_thread(local_stack.stop_kafka, own_stack.state_dir)
+            stop.set()
+            await asyncio.wait(playing, timeout=30)
+            took = {}
+            for key, svc in services.items():
+                svc.proc.send_signal(signal.SIGTERM)
+            t0 = time.monotonic()
+
+            async def exited(key: str, svc: ServiceProcess) -> None:
+                await asyncio.to_thread(svc.proc.wait, 60)
+                took[key] = time.monotonic() - t0
+
+            await asyncio.gather(*(exited(key, svc) for key, svc in services.items()))
+        finally:
+            for svc in services.values():
+                if svc.proc is not None and svc.proc.poll() is None:
+                    svc.proc.kill()
+            await asyncio.to_thread(local_stack.start_kafka, own_stack.state_dir)  # as the module found it
+    rcs = {key: svc.proc.returncode for key, svc in services.items()}
+    print(f"\nSIGTERM with the broker down: exit {rcs} after {({k: round(v, 1) for k, v in took.items()})} s "
+          f"(grace {grace})")
+    for key, svc in services.items():
+        assert took[key] < grace[key] + 4.0, f"{key} took {took[key]:.1f} s to exit (grace {grace[key]:g} s)"
+        said = " ".join(str(line.get("msg", "")) for line in svc.lines[-5:])
+        if key == "alerting":
+            assert rcs[key] == 0 and "alerting stopped" in said, svc.tail()
+        else:
+            assert rcs[key] in (0, 75), svc.tail()
+            assert rcs[key] == 0 or "were not delivered" in said, svc.tail()
+
+
 async def test_webhook_answers_500_for_a_while(stack, toy, tmp_path):
     async def fault(drill: Drill, passes: int) -> None:
         start, _ = drill.last_pass(passes)
