@@ -31,6 +31,7 @@ from alerting.dispatch import Dispatcher
 from alerting.events import ALERTS_CHANNEL, AlertsTopicChannel
 from alerting.inhibition import Inhibitor
 from alerting.outbox import Outbox
+from alerting.rebuild import rebuild_if_lost
 from alerting.routing import Router
 from alerting.silences import SilenceStore
 from alerting.state import AlertState
@@ -119,6 +120,11 @@ class AlertingService:
             await redis.aclose()
             raise ServiceStartError(f"cannot reach Kafka at {s.kafka.bootstrap_servers}: {str(exc).rstrip('.')}. "
                                     "Start it (`skysentry stack up`) or point KAFKA_BOOTSTRAP_SERVERS at one.") from None
+        try:  # after Redis lost its data, the open alerts come back from the alerts topic
+            await rebuild_if_lost(redis, a, Router(a.route), s.kafka, s.topics.alerts, self.instance)
+        except (KafkaError, OSError) as exc:
+            await redis.aclose()
+            raise ServiceStartError(f"cannot read the {s.topics.alerts} topic to check for open alerts: {exc}") from None
         state = AlertState(redis, a)
         outbox = Outbox(redis, a.key_prefix, dead_letter_max=a.outbox.dead_letter_max)
         silences = SilenceStore(redis, a.key_prefix)
