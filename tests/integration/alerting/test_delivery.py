@@ -102,8 +102,9 @@ async def test_malformed_detections_go_to_the_dlq_and_the_partition_keeps_moving
                b'"2026-01-01T00:00:00Z","datacontenttype":"application/json","data":{"site":"n","score":7}}',
                b'{"specversion":"1.0","id":"y","source":"s","type":"skysentry.sighting.v9","time":'
                b'"2026-01-01T00:00:00Z","datacontenttype":"application/json","data":{}}']
+        structured = [("content-type", b"application/cloudevents+json")]  # as every SkySentry producer sends them
         for value in bad:
-            await producer.send_and_wait(topics.detections, value, key=b"cam-1")
+            await producer.send_and_wait(topics.detections, value, key=b"cam-1", headers=structured)
         await kit.send_summary(producer, topics.detections, "north", "cam-1")  # read, not dead-lettered
         await kit.send_burst(producer, topics.detections, "north", "cam-1", count=5)
         await receiver.await_for(1, "/hook", timeout=20)
