@@ -4,6 +4,8 @@ Secrets never reach a log: settings hold them as ``SecretStr`` (printed as ``***
 and a filter masks passwords inside URLs (``redis://:pw@host`` → ``redis://:***@host``) in
 case one slips into a message.
 
+Expected, self-healing broker states that the Kafka client logs at ERROR (a leader election, a
+coordinator still loading) are written at INFO with what they mean (:class:`TransientBrokerFilter`).
 A recurring warning or error is written once, then at most once per interval with the count of
 those left out (:class:`RepeatFilter`, on every service's handler): a broker outage must not
 turn into hundreds of megabytes of the same line.
@@ -90,6 +92,33 @@ class RepeatFilter(logging.Filter):
         return True
 
 
+_TRANSIENT = {  # Kafka error → what it means while a broker starts or moves leadership
+    "NotLeaderForPartitionError": "a partition's leader is moving or being elected",
+    "LeaderNotAvailableError": "a partition's leader is being elected",
+    "GroupCoordinatorNotAvailableError": "the broker is still creating its consumer-offsets topic",
+    "NotCoordinatorForGroupError": "the group's coordinator moved",
+    "CoordinatorLoadInProgressError": "the group's coordinator is still loading offsets",
+}
+
+
+class TransientBrokerFilter(logging.Filter):
+    """The Kafka client logs expected, self-healing broker states (a leader election, a
+    coordinator still loading) at ERROR; this writes them at INFO with what they mean, so an
+    ERROR line always needs a person. Records of other loggers, and other errors, are untouched;
+    one that ends below the root logger's level is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING or not record.name.startswith(("aiokafka", "kafka")):
+            return True
+        message = record.getMessage()
+        meaning = next((m for name, m in _TRANSIENT.items() if name in message), None)
+        if meaning is None:
+            return True
+        record.levelno, record.levelname = logging.INFO, "INFO"
+        record.msg, record.args = f"{message} (transient: {meaning}; the client retries)", None
+        return logging.INFO >= logging.getLogger().getEffectiveLevel()
+
+
 def setup_logging(level: str = "INFO", json_format: bool = True, *, repeat_interval_s: float = 30.0) -> None:
     """Configure the root logger once per process."""
     root = logging.getLogger()
@@ -102,6 +131,7 @@ def setup_logging(level: str = "INFO", json_format: bool = True, *, repeat_inter
 
         handler = RichHandler(show_path=False, rich_tracebacks=False)
     handler.addFilter(_RedactFilter())
+    handler.addFilter(TransientBrokerFilter())
     handler.addFilter(RepeatFilter(repeat_interval_s))
     root.addHandler(handler)
     root.setLevel(level.upper())

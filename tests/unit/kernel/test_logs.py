@@ -1,5 +1,5 @@
-"""Recurring warnings are rate-limited: first occurrence, then one line per interval with the
-count left out (skysentry/logs.py: RepeatFilter, installed on every service's handler)."""
+"""Recurring warnings are rate-limited (first occurrence, then one line per interval with the
+count left out: RepeatFilter) and expected broker states are INFO, not ERROR (TransientBrokerFilter)."""
 
 from __future__ import annotations
 
@@ -60,3 +60,24 @@ def test_other_kinds_and_info_lines_are_never_held_back():
     msgs = [(line["level"], line["msg"], line.get("fingerprint")) for line in _lines(out)]
     assert msgs.count(("info", "notification delivered", None)) == 3
     assert len(msgs) == 3 + 4
+
+
+def _record(name: str, level: int, msg: str) -> logging.LogRecord:
+    return logging.LogRecord(name, level, __file__, 1, msg, None, None)
+
+
+def test_expected_broker_states_are_written_at_info_with_what_they_mean(monkeypatch):
+    from skysentry.logs import TransientBrokerFilter
+
+    f = TransientBrokerFilter()
+    monkeypatch.setattr(logging.getLogger(), "level", logging.INFO)
+    r = _record("aiokafka.consumer.fetcher", logging.ERROR,
+                "Failed fetch offsets from 1: [Error 6] NotLeaderForPartitionError: TopicPartition(topic='detections')")
+    assert f.filter(r) and r.levelname == "INFO" and "leader is moving or being elected" in r.getMessage()
+    other = _record("aiokafka.consumer.fetcher", logging.ERROR, "Unexpected error in fetcher: boom")
+    assert f.filter(other) and other.levelname == "ERROR"  # not a known transient state: a person must look
+    ours = _record("alerting.consumer", logging.ERROR, "NotLeaderForPartitionError while committing")
+    assert f.filter(ours) and ours.levelname == "ERROR"  # our own errors are never softened
+    monkeypatch.setattr(logging.getLogger(), "level", logging.WARNING)
+    quiet = _record("aiokafka.cluster", logging.ERROR, "GroupCoordinatorNotAvailableError")
+    assert not f.filter(quiet)  # below what the process shows: dropped
