@@ -62,6 +62,12 @@ from stream_processors.settings import ProcessorSettings, make_pipeline
 
 log = logging.getLogger(__name__)
 
+
+def with_modality(modality: str, reason: str) -> str:
+    """A dead letter's reason names the modality it concerns (``vision: not a JPEG ...``), so one
+    read of a shared DLQ or log says which processor refused what."""
+    return reason if reason.lower().startswith(modality) else f"{modality}: {reason}"
+
 EX_TEMPFAIL = 75
 
 
@@ -222,7 +228,7 @@ class ProcessorService:
                 futures = [await self.producer.send(self.detections_topic, value=value, key=d.source.encode(),
                                                     headers=headers) for d, value, headers in encoded]
                 for record, reason in result.dead:
-                    await send_to_dlq(self.producer, record, reason)
+                    await send_to_dlq(self.producer, record, with_modality(self.modality, reason))
                     m.DEAD_LETTERED.labels(self.modality, reason.split(":", 1)[0]).inc()
                 await asyncio.gather(*futures)
                 if result.outcomes["stale"]:

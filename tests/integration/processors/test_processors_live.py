@@ -77,6 +77,7 @@ async def test_frame_in_detection_out_with_lineage_dlq_and_stale(stack, toy_mode
     # dead letters keep the original bytes and headers, plus the reason
     reasons = sorted(dlq_reason(r) for r in out.out.dead)
     assert len(reasons) == 3, reasons
+    assert all(r.startswith("vision: ") for r in reasons), reasons  # a shared DLQ says which processor refused it
     assert any("not a JPEG" in r for r in reasons) and any("undecodable JPEG" in r for r in reasons)
     assert any("ce_type" in r or "missing headers" in r for r in reasons)
     gif = next(r for r in out.out.dead if r.value.startswith(b"GIF"))
