@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
@@ -65,12 +65,14 @@ class _WaitForBatch(ConsumerRebalanceListener):
 
 class DetectionConsumer:
     def __init__(self, consumer: AIOKafkaConsumer, producer: AIOKafkaProducer, state: AlertState,
-                 settings: AlertingSettings, on_new_alert: Callable[[], None] = lambda: None):
+                 settings: AlertingSettings, on_new_alert: Callable[[], None] = lambda: None,
+                 before_batch: Callable[[], Awaitable[object]] | None = None):
         self.consumer = consumer
         self.producer = producer
         self.state = state
         self.settings = settings
         self.on_new_alert = on_new_alert
+        self.before_batch = before_batch  # e.g. rebuild what a Redis that lost its data forgot
         self.lock = asyncio.Lock()
         self.listener = _WaitForBatch(self.lock)
         self._marked_at = 0.0
@@ -88,6 +90,8 @@ class DetectionConsumer:
                 continue
             async with self.lock:
                 try:
+                    if self.before_batch is not None:
+                        await self.before_batch()
                     await self.process([r for records in batch.values() for r in records])
                 except Exception:
                     # Redis (or the DLQ) is away: rewind and try the same records again.

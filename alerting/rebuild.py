@@ -54,12 +54,13 @@ def marker_key(prefix: str) -> str:
     return f"{prefix}:marker"
 
 
-async def read_open_alerts(kafka: KafkaSettings, topic: str) -> dict[str, tuple[Alert, int]]:
-    """Fingerprint → (its last event, how many events its incarnation put on the topic), for the
-    fingerprints whose last event on ``topic`` is not ``resolved``."""
+async def read_open_alerts(kafka: KafkaSettings, topic: str) -> dict[str, tuple[Alert, int, list[str]]]:
+    """Fingerprint → (its last event, how many events its incarnation put on the topic, the
+    modalities of its firing), for the fingerprints whose last event on ``topic`` is not
+    ``resolved``."""
     consumer = make_consumer(kafka, group_id=None)
     await consumer.start()
-    last: dict[str, tuple[Alert, int]] = {}
+    last: dict[str, tuple[Alert, int, list[str]]] = {}
     try:
         await consumer._client.force_metadata_update()  # noqa: SLF001 - aiokafka has no public refresh
         parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
@@ -76,8 +77,10 @@ async def read_open_alerts(kafka: KafkaSettings, topic: str) -> dict[str, tuple[
                     except ContractError:
                         continue
                     prev = last.get(alert.fingerprint)
-                    same = prev is not None and prev[0].alert_id == alert.alert_id
-                    last[alert.fingerprint] = (alert, prev[1] + 1 if same else 1)
+                    if prev is not None and prev[0].alert_id == alert.alert_id:
+                        last[alert.fingerprint] = (alert, prev[1] + 1, prev[2])
+                    else:
+                        last[alert.fingerprint] = (alert, 1, list(alert.modalities))
     finally:
         await consumer.stop()
     return {fp: v for fp, v in last.items() if v[0].event != "resolved"}
@@ -93,14 +96,18 @@ async def rebuild_if_lost(redis: aioredis.Redis, settings: AlertingSettings, rou
     open_alerts = await read_open_alerts(kafka, topic)
     script = redis.register_script(REBUILD)
     written = 0
-    for fp, (a, events) in open_alerts.items():
-        # the contract names the source that confirmed it; a corroborating source of the other
-        # modality finds the rebuilt alert by site when its detections come (corroboration)
+    for fp, (a, events, fired_with) in open_alerts.items():
+        # The contract names the source that confirmed it, and its firing that source's modality
+        # unless it was corroborated before it fired. Rebuilt with the one source, a corroborating
+        # source of the other modality joins it again by site when its detections come (the
+        # observe script lets a firing alert with fewer sources than modalities take one back),
+        # instead of opening an alert of its own.
+        modalities = fired_with if len(fired_with) == 1 else a.modalities
         seen_ms = int(a.last_seen_at.timestamp() * 1000)
         raw = {"fp": fp, "alert_id": a.alert_id or "", "inc": 1, "status": "firing", "site": a.site,
                "source": a.source, "label": a.label, "sources": a.source,
                "sfps": fingerprint(a.site, a.source, a.label),
-               "modalities": ",".join(a.modalities), "severity": a.severity, "max_score": a.max_score,
+               "modalities": ",".join(modalities), "severity": a.severity, "max_score": a.max_score,
                "starts_ms": int(a.starts_at.timestamp() * 1000), "last_seen_ms": seen_ms, "idx_ms": seen_ms,
                "version": 1, "evidence": "", "rebuilt": 1,
                "k:seq": events, "k:sev": a.severity}

@@ -120,15 +120,15 @@ class AlertingService:
             await redis.aclose()
             raise ServiceStartError(f"cannot reach Kafka at {s.kafka.bootstrap_servers}: {str(exc).rstrip('.')}. "
                                     "Start it (`skysentry stack up`) or point KAFKA_BOOTSTRAP_SERVERS at one.") from None
+        router = Router(a.route)
         try:  # after Redis lost its data, the open alerts come back from the alerts topic
-            await rebuild_if_lost(redis, a, Router(a.route), s.kafka, s.topics.alerts, self.instance)
+            await rebuild_if_lost(redis, a, router, s.kafka, s.topics.alerts, self.instance)
         except (KafkaError, OSError) as exc:
             await redis.aclose()
             raise ServiceStartError(f"cannot read the {s.topics.alerts} topic to check for open alerts: {exc}") from None
         state = AlertState(redis, a)
         outbox = Outbox(redis, a.key_prefix, dead_letter_max=a.outbox.dead_letter_max)
         silences = SilenceStore(redis, a.key_prefix)
-        router = Router(a.route)
         channels = build_channels(s)
         kafka = s.kafka.model_copy(update={"client_id": f"{s.kafka.client_id}-alerting-{self.instance}"})
         producer = make_producer(kafka)
@@ -149,7 +149,10 @@ class AlertingService:
                                  session_timeout_ms=a.session_timeout_ms,
                                  heartbeat_interval_ms=max(1000, a.session_timeout_ms // 3),
                                  max_poll_interval_ms=300_000)
-        detections = DetectionConsumer(consumer, producer, state, a, on_new_alert=tick_wakeup.set)
+        # Redis may lose its data while we run, too: check the marker before every batch applied
+        detections = DetectionConsumer(consumer, producer, state, a, on_new_alert=tick_wakeup.set,
+                                       before_batch=lambda: rebuild_if_lost(redis, a, router, s.kafka,
+                                                                            s.topics.alerts, self.instance))
         self.assigned = detections.listener.assigned
         consumer.subscribe([s.topics.detections], listener=detections.listener)
         await consumer.start()

@@ -156,10 +156,15 @@ table.sort(hit, function(a, b) return caps[a] < caps[b] end)
 for _, c in ipairs(redis.call('ZRANGEBYSCORE', sidx, cap - corr, '+inf')) do
   local ak = P .. ':alert:' .. c
   local h = redis.call('HMGET', ak, 'status', 'label', 'modalities', 'sources', 'sfps', 'last_seen_ms', 'max_score')
-  if h[1] == 'firing' and h[2] == label and not string.find(',' .. h[3] .. ',', ',' .. modality .. ',', 1, true) then
+  -- (an alert rebuilt from the alerts topic knows its modalities but not every source: it takes
+  -- a source back while it has fewer sources than modalities, see alerting/rebuild.py)
+  local has = string.find(',' .. h[3] .. ',', ',' .. modality .. ',', 1, true)
+  local _, nmods = string.gsub(h[3], ',', '')
+  local _, nsrcs = string.gsub(h[4], ',', '')
+  if h[1] == 'firing' and h[2] == label and (not has or nsrcs < nmods) then
     local mods = {}
     for m in string.gmatch(h[3], '[^,]+') do mods[#mods + 1] = m end
-    mods[#mods + 1] = modality
+    if not has then mods[#mods + 1] = modality end
     table.sort(mods)
     redis.call('HSET', ak, 'modalities', table.concat(mods, ','), 'sources', h[4] .. ',' .. source,
                'sfps', h[5] .. ',' .. fp, 'severity', sev_corr, 'last_obs_ms', now, 'corroborated_ms', now)
