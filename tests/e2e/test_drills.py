@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import signal
 import time
 import uuid
@@ -463,6 +464,21 @@ async def test_redis_kill_9_with_the_stacks_settings(own_stack, toy, tmp_path):
     check(out)
 
 
+async def test_redis_data_loss(own_stack, toy, tmp_path):
+    async def fault(drill: Drill, passes: int) -> None:
+        start, _ = drill.last_pass(passes)
+        await drill.until(start + 3.0)  # the firing has been delivered
+        pid = json.loads((drill.state_dir / "stack.json").read_text())["redis"]["pid"]
+        os.kill(pid, signal.SIGKILL)
+        await asyncio.sleep(0.5)
+        shutil.rmtree(drill.state_dir / "appendonlydir")  # everything Redis knew is gone
+        await asyncio.to_thread(local_stack.start_redis, drill.state_dir)
+
+    out, _ = await run_drill("Redis data loss (kill -9, files removed)", own_stack.bootstrap_servers,
+                             own_stack.redis_url, tmp_path, toy, fault=fault, state_dir=own_stack.state_dir)
+    check(out)
+
+
 async def test_every_service_stops_within_its_grace_with_the_broker_down(own_stack, toy, tmp_path):
     """SIGTERM while Kafka is down: the processors used to hang for minutes on faust's stop and
     the producer's flush. Each service must exit within its grace (a few seconds over) and say
@@ -559,7 +575,7 @@ TABLE_HEAD = ("| fault | passes | alerts | firings | resolves | duplicates | los
 def test_the_outcomes_table_in_docs_is_this_runs():
     """Runs after the drills (file order). With SKYSENTRY_WRITE_DRILLS=1 it writes the table
     from this run; otherwise it checks the page's counts against this run's."""
-    if len(RESULTS) < 7:
+    if len(RESULTS) < 8:
         pytest.skip("needs every drill of this module in this run")
     failed = [o.fault for o in RESULTS.values() if o.problems]
     if failed:
