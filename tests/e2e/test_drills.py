@@ -422,6 +422,17 @@ async def test_kill_9_vision_processor_mid_pass(stack, toy, tmp_path):
     check(out)
 
 
+async def test_kill_9_audio_processor_mid_pass(stack, toy, tmp_path):
+    async def fault(drill: Drill, passes: int) -> None:
+        start, _ = drill.last_pass(passes)
+        await drill.until(start + 2.0)  # the microphone's alert has fired (3 of 5 windows)
+        await drill.kill_and_restart("audio")
+
+    out, _ = await run_drill("kill -9 audio processor mid-pass", stack.bootstrap_servers, stack.redis_url,
+                             tmp_path, toy, fault=fault)
+    check(out)
+
+
 async def test_kill_9_alerting_mid_pass(stack, toy, tmp_path):
     async def fault(drill: Drill, passes: int) -> None:
         start, _ = drill.last_pass(passes)
@@ -447,6 +458,26 @@ async def test_broker_stop_and_start(own_stack, toy, tmp_path):
     # stopping and starting the broker take seconds of their own: a longer tail of sky after the pass
     out, _ = await run_drill("broker stop, 5 s, start", own_stack.bootstrap_servers, own_stack.redis_url, tmp_path,
                              toy, fault=fault, state_dir=own_stack.state_dir, tail=30.0)
+    check(out)
+
+
+async def test_broker_frozen_for_20_s(own_stack, toy, tmp_path):
+    """SIGSTOP: the broker's process is there and its port open, but nothing answers (a long GC
+    pause, a VM stall) — longer than the processors' session timeout, so their groups rebalance."""
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+
+    async def fault(drill: Drill, passes: int) -> None:
+        start, _ = drill.last_pass(passes)
+        await drill.until(start + 2.0)
+        pid = json.loads((drill.state_dir / "stack.json").read_text())["kafka"]["pid"]
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            await asyncio.sleep(20.0)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+
+    out, _ = await run_drill("broker frozen (SIGSTOP) for 20 s", own_stack.bootstrap_servers, own_stack.redis_url,
+                             tmp_path, toy, fault=fault, state_dir=own_stack.state_dir, tail=40.0)
     check(out)
 
 
@@ -575,7 +606,7 @@ TABLE_HEAD = ("| fault | passes | alerts | firings | resolves | duplicates | los
 def test_the_outcomes_table_in_docs_is_this_runs():
     """Runs after the drills (file order). With SKYSENTRY_WRITE_DRILLS=1 it writes the table
     from this run; otherwise it checks the page's counts against this run's."""
-    if len(RESULTS) < 8:
+    if len(RESULTS) < 10:
         pytest.skip("needs every drill of this module in this run")
     failed = [o.fault for o in RESULTS.values() if o.problems]
     if failed:
