@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
 
@@ -137,3 +138,14 @@ class RecordingReceiver:
     async def await_for(self, count: int, path_prefix: str | None = None, timeout: float = 10.0) -> list[Received]:
         """:meth:`wait_for` without blocking the event loop."""
         return await asyncio.to_thread(self.wait_for, count, path_prefix, timeout)
+
+
+def json_log_lines(log) -> list[dict]:
+    """The JSON records of a service's log file (``setup_logging``'s format); other lines skipped."""
+    out = []
+    for line in Path(log).read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            pass
+    return out

@@ -411,26 +411,23 @@ async def test_baseline(stack, toy, tmp_path):
     check(out)
 
 
-async def test_kill_9_vision_processor_mid_pass(stack, toy, tmp_path):
+async def _kill_9_processor_mid_pass(stack, toy, tmp_path, modality: str) -> None:
     async def fault(drill: Drill, passes: int) -> None:
         start, _ = drill.last_pass(passes)
-        await drill.until(start + 2.0)  # the alert has fired (camera: 3 of 5 frames at 5 fps)
-        await drill.kill_and_restart("vision")
+        await drill.until(start + 2.0)  # the alert has fired (3 of 5 frames or windows)
+        await drill.kill_and_restart(modality)
 
-    out, _ = await run_drill("kill -9 vision processor mid-pass", stack.bootstrap_servers, stack.redis_url,
+    out, _ = await run_drill(f"kill -9 {modality} processor mid-pass", stack.bootstrap_servers, stack.redis_url,
                              tmp_path, toy, fault=fault)
     check(out)
+
+
+async def test_kill_9_vision_processor_mid_pass(stack, toy, tmp_path):
+    await _kill_9_processor_mid_pass(stack, toy, tmp_path, "vision")
 
 
 async def test_kill_9_audio_processor_mid_pass(stack, toy, tmp_path):
-    async def fault(drill: Drill, passes: int) -> None:
-        start, _ = drill.last_pass(passes)
-        await drill.until(start + 2.0)  # the microphone's alert has fired (3 of 5 windows)
-        await drill.kill_and_restart("audio")
-
-    out, _ = await run_drill("kill -9 audio processor mid-pass", stack.bootstrap_servers, stack.redis_url,
-                             tmp_path, toy, fault=fault)
-    check(out)
+    await _kill_9_processor_mid_pass(stack, toy, tmp_path, "audio")
 
 
 async def test_kill_9_alerting_mid_pass(stack, toy, tmp_path):

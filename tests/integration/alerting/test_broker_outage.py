@@ -7,7 +7,6 @@ subprocess, real Redis, a webhook receiver on loopback."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import subprocess
@@ -20,6 +19,7 @@ import pytest
 import redis.asyncio as aioredis
 import yaml
 
+from alerting.testing import json_log_lines
 from deploy.local import stack as local_stack
 from skysentry.bus import make_producer
 from skysentry.config import KafkaSettings, TopicSettings
@@ -49,16 +49,6 @@ def _start(config: Path, log: Path) -> subprocess.Popen:
                                      if k not in ("KAFKA_BOOTSTRAP_SERVERS", "REDIS_URL")})
 
 
-def _json_lines(log: Path) -> list[dict]:
-    out = []
-    for line in log.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            pass
-    return out
-
-
 async def _until(predicate, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -84,7 +74,7 @@ async def test_broker_down_no_still_active_no_log_flood_exit_within_grace(own_st
     producer = make_producer(kafka)
     await producer.start()
     try:
-        await _until(lambda: any(r.get("event") == "assigned" and r.get("partitions") for r in _json_lines(log)),
+        await _until(lambda: any(r.get("event") == "assigned" and r.get("partitions") for r in json_log_lines(log)),
                      60, "alerting owns partitions")
         await kit.send_burst(producer, topics.detections, "north", "cam-1", count=5)
         await receiver.await_for(2, "/hook", timeout=30)  # firing, then a repeat 2 s later: reading is current
@@ -114,7 +104,7 @@ async def test_broker_down_no_still_active_no_log_flood_exit_within_grace(own_st
             proc.kill()
             proc.wait(10)
 
-    stopped = [r for r in _json_lines(log) if str(r.get("msg", "")).startswith("alerting stopped")]
+    stopped = [r for r in json_log_lines(log) if str(r.get("msg", "")).startswith("alerting stopped")]
     redis = aioredis.from_url(own_stack.redis_url, decode_responses=True)
     try:
         queued = {ch: await redis.zcard(f"outage:{uid}:obq:{ch}") for ch in ("hook", "_alerts")}

@@ -6,7 +6,6 @@ Real ``skysentry alert run`` subprocesses on the session's broker and Redis."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import subprocess
@@ -17,6 +16,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from alerting.testing import json_log_lines
 
 pytestmark = pytest.mark.integration
 
@@ -29,20 +30,10 @@ def _start(config: Path, log: Path) -> subprocess.Popen:
                                 stdout=out, stderr=subprocess.STDOUT, cwd=Path(__file__).resolve().parents[3])
 
 
-def _lines(log: Path) -> list[dict]:
-    out = []
-    for line in log.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except ValueError:
-            pass
-    return out
-
-
 async def _first(log: Path, pick, timeout: float, what: str) -> dict:
     deadline = time.monotonic() + timeout
     while True:
-        for rec in _lines(log):
+        for rec in json_log_lines(log):
             if pick(rec):
                 return rec
         assert time.monotonic() < deadline, f"{what} within {timeout:g} s:\n{log.read_text()[-3000:]}"
