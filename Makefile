@@ -12,6 +12,8 @@ FULL := $(VENV)/.installed-full-$(DEPS)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # The AsyncAPI parser the contract tests run (npm, pinned by tests/contract/package-lock.json).
 CONTRACT_JS := tests/contract/node_modules/.installed-$(shell cksum < tests/contract/package-lock.json | cut -d' ' -f1)
+# The RTSP server the live-source tests publish a clip to (npm, pinned by its package-lock.json).
+RTSP_JS := deploy/local/rtsp/node_modules/.installed-$(shell cksum < deploy/local/rtsp/package-lock.json | cut -d' ' -f1)
 
 .PHONY: help setup setup-full system-deps contract-deps test test-fast contract fuzz demo models bench stack-up stack-down stack-status schemas check-deploy clean
 
@@ -21,18 +23,24 @@ help: ## list the targets
 setup: system-deps $(SERVING) ## venv with the package (serving: no torch), Redis, PortAudio
 setup-full: system-deps $(FULL) ## setup plus the dev and train extras (pytest, PyTorch)
 
-system-deps: ## redis-server, libportaudio2 and kcat (the contract kit's foreign client) from Debian, when missing
-	@if ! command -v redis-server >/dev/null || ! command -v kcat >/dev/null || ! ldconfig -p | grep -q libportaudio.so.2; then \
-	  echo "installing redis-server, libportaudio2 and kcat (apt-get)"; \
-	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server libportaudio2 kcat >/dev/null; \
+system-deps: ## from Debian, when missing: redis-server, libportaudio2, kcat (the contract kit's foreign client), and for the live-source tests ffmpeg (an RTSP publisher) and PulseAudio with its ALSA plugin
+	@if ! command -v redis-server >/dev/null || ! command -v kcat >/dev/null || ! ldconfig -p | grep -q libportaudio.so.2 \
+	    || ! command -v ffmpeg >/dev/null || ! command -v pulseaudio >/dev/null || ! command -v paplay >/dev/null \
+	    || ! ls /usr/lib/*/alsa-lib/libasound_module_pcm_pulse.so >/dev/null 2>&1; then \
+	  echo "installing redis-server, libportaudio2, kcat, ffmpeg, pulseaudio, pulseaudio-utils, libasound2-plugins (apt-get)"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server libportaudio2 kcat \
+	    ffmpeg pulseaudio pulseaudio-utils libasound2-plugins >/dev/null; \
 	fi
 	@command -v java >/dev/null || { echo "Java 17+ is needed for the local Kafka broker"; exit 1; }
 	@command -v mvn >/dev/null || { echo "Maven is needed to fetch Kafka's jars from Maven Central"; exit 1; }
 	@command -v npm >/dev/null || { echo "Node.js 18+ and npm are needed for the AsyncAPI parser of the contract tests"; exit 1; }
 
-contract-deps: $(CONTRACT_JS) ## the AsyncAPI parser (npm) into tests/contract/node_modules
+contract-deps: $(CONTRACT_JS) $(RTSP_JS) ## npm packages of the tests: the AsyncAPI parser (tests/contract) and the RTSP server of the live-source tests (deploy/local/rtsp)
 $(CONTRACT_JS): tests/contract/package-lock.json
 	cd tests/contract && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	@touch $@
+$(RTSP_JS): deploy/local/rtsp/package-lock.json
+	cd deploy/local/rtsp && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
 	@touch $@
 
 $(SERVING): pyproject.toml

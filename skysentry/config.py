@@ -76,8 +76,22 @@ class CameraSettings(BaseModel):
     jpeg_quality: int = Field(default=85, ge=10, le=100)
     loop: bool = False
     buffer_frames: int = 50  # frames are perishable: the oldest is dropped past this
-    reconnect_initial_s: float = 0.5
-    reconnect_max_s: float = 30.0
+    # Live sources (a device, rtsp://, http(s)://): how they are watched and reopened.
+    reconnect: bool = Field(True, description="reopen a live source that is down (at start or mid-run) forever; "
+                            "false: give up with exit code 2 (one-shot use)")
+    reconnect_initial_s: float = Field(0.25, gt=0, description="first delay before reopening; also the steady "
+                                       "retry delay while the stream is 'not found' (a server up, its stream not "
+                                       "announced yet)")
+    reconnect_max_s: float = Field(2.0, gt=0, description="cap of the doubling, jittered delay between reopen tries")
+    stall_intervals: float = Field(2.0, gt=0, description="a live source that delivers no new frame for this many "
+                                   "frame intervals (of fps, or of the source's own rate if slower) is 'stale'")
+    max_lag_s: float = Field(1.0, gt=0, description="a frame whose stream timestamp lags the stream's usual delay "
+                             "by more than this is old (a decoder flushing after a stall): dropped, never "
+                             "published as new")
+    read_timeout_s: float = Field(2.0, gt=0, description="a live source with no new frame for this long is reopened")
+    open_timeout_s: float = Field(5.0, gt=0, description="time allowed to open a live source")
+    rtsp_transport: Literal["tcp", "udp"] = Field("tcp", description="how RTP comes from an rtsp:// camera: "
+                                                  "interleaved in the RTSP TCP connection (firewall-friendly) or UDP")
 
 
 class MicrophoneSettings(BaseModel):

@@ -76,7 +76,7 @@ async def test_camera_reconnects_after_the_stream_drops(kafka, topics):
         await asyncio.to_thread(ip_cam.start)  # same port
         await asyncio.sleep(3.0)
         assert producer.seq - while_down >= 5, "frames did not resume after the camera came back"
-        assert RECONNECTS.labels("cam-ip")._value.get() - before >= 2  # retried with backoff meanwhile
+        assert RECONNECTS.labels("cam-ip")._value.get() - before == 1  # reopened once, when it came back
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
