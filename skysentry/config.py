@@ -95,16 +95,28 @@ class CameraSettings(BaseModel):
 
 
 class MicrophoneSettings(BaseModel):
-    source: str = "synthetic"  # "default", a device index/name, a WAV/FLAC path, or "synthetic"
-    mic_id: str = "mic-1"
-    site: str = "site-1"
-    window_s: float = 1.0
-    hop_s: float = 0.5
-    sample_rate: int = 16_000
-    realtime: bool = True  # file replay: pace to wall clock, or as fast as possible
-    loop: bool = False
-    buffer_windows: int = 600  # audio is kept while the broker is away (5 min at 0.5 s hop)
-    snr_db: float = 10.0  # synthetic source only
+    source: str = Field(default="synthetic", description="'default', a device index or name ('device:NAME'), a "
+                        "WAV/FLAC path, or 'synthetic'")
+    mic_id: str = Field(default="mic-1", description="Microphone id: the Kafka key and ce_source")
+    site: str = Field(default="site-1", description="Site the microphone belongs to")
+    window_s: float = Field(default=1.0, description="Window length in seconds")
+    hop_s: float = Field(default=0.5, description="Seconds between window starts")
+    sample_rate: int = Field(default=16_000, description="Sample rate of the published windows (Hz)")
+    realtime: bool = Field(default=True, description="File replay: pace to the wall clock, or as fast as possible")
+    loop: bool = Field(default=False, description="Replay a file (or the synthetic source) forever")
+    buffer_windows: int = Field(default=600, description="Windows kept while the broker is away (600: 5 min at "
+                                "0.5 s hop); past it the oldest is dropped")
+    snr_db: float = Field(default=10.0, description="Synthetic source only: rotor-to-noise ratio in dB")
+    # Live devices only: how a lost input is noticed and reopened (files and synthetic ignore these).
+    stall_s: float = Field(default=1.0, gt=0, description="Live device: no audio block for this long on an open "
+                           "stream means its callbacks stopped; the source turns stale and is reopened")
+    start_timeout_s: float = Field(default=5.0, gt=0, description="Live device: time a (re)opened stream has to "
+                                   "deliver its first block before it counts as stalled")
+    reconnect: bool = Field(default=True, description="Live device: reopen a lost device until it works again "
+                            "(forever); false: the first loss ends the producer with 'source unavailable' (exit 2)")
+    reconnect_initial_s: float = Field(default=0.2, gt=0, description="Live device: first wait before reopening; "
+                                       "doubles per failed try, with jitter")
+    reconnect_max_s: float = Field(default=2.0, gt=0, description="Live device: longest wait between reopen tries")
 
 
 class Settings(BaseSettings):
