@@ -11,7 +11,7 @@ A live source (device, rtsp://, http(s)://) heals itself like a camera system's 
   short jittered back-off capped at seconds, and every ``reconnect_initial_s`` while the
   server says "not found" (a stream about to be re-announced);
 - why it cannot be opened is said in words, once per cause (:mod:`producers.diagnose`);
-  FFmpeg's and OpenCV's own console chatter is silenced;
+  FFmpeg's and OpenCV's own console chatter is silenced (:func:`quiet_video_backends`);
 - only new frames are published, stamped with the time they were read: a frame identical to
   the last one, or one whose stream timestamp is far behind the stream's usual delay (a
   decoder flushing its buffer after the stream stopped), is dropped;
@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+import cv2
 import numpy as np
 from prometheus_client import Counter
 
@@ -43,13 +44,6 @@ from skysentry.config import CameraSettings, KafkaSettings, TopicSettings
 from skysentry.messages import FrameEvent, encode_frame
 
 log = logging.getLogger(__name__)
-
-# FFmpeg's and OpenCV's console lines ("method DESCRIBE failed: 404", "Stream timeout triggered")
-# would interleave raw text with the JSON log; the cause is diagnosed and logged in words
-# instead. Set these variables in the environment to see them again while debugging.
-os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
-os.environ.setdefault("OPENCV_LOG_LEVEL", "OFF")
-import cv2  # noqa: E402  (reads the two variables above)
 
 FRAMES_CAPTURED = Counter("skysentry_camera_frames_captured_total", "Frames read from the source", ["camera"])
 FRAMES_THINNED = Counter("skysentry_camera_frames_thinned_total",
@@ -87,9 +81,20 @@ class SourceSpec:
         return self.kind in ("device", "url")
 
 
+def quiet_video_backends() -> None:
+    """Silence FFmpeg's and OpenCV's console lines ("method DESCRIBE failed: 404", "Stream timeout
+    triggered", "can't be used to capture by name"): they would interleave raw text with the
+    JSON log, and the cause is diagnosed and logged in words instead. Set OPENCV_FFMPEG_LOGLEVEL
+    (e.g. 24, warnings) or OPENCV_LOG_LEVEL (e.g. WARNING) to see them again while debugging."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET; read when a capture opens
+    if "OPENCV_LOG_LEVEL" not in os.environ:  # cv2 may be imported already: set it, not the variable
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+
+
 def open_capture(spec: SourceSpec, open_timeout_s: float = 5.0, *, read_timeout_s: float | None = None,
                  rtsp_transport: str = "tcp") -> cv2.VideoCapture:
     """Open an OpenCV capture or raise SourceUnavailable saying why (diagnosed for URLs)."""
+    quiet_video_backends()
     if spec.kind == "file" and not Path(str(spec.target)).is_file():
         raise SourceUnavailable(f"video file {spec.target} does not exist")
     if spec.kind == "device":

@@ -53,7 +53,7 @@ SERVICE = "0 stopped by SIGTERM/SIGINT"
 PROCESSOR = (f"{SERVICE}; 1 the processor crashed (uncommitted input is read again on restart); 2 invalid "
              "settings or a model refused; 75 outputs not delivered at shutdown (read again on restart)")
 EXIT_STATUS: dict[str, str] = {
-    "camera": f"0 the source ended (end of file, --max-frames) or SIGTERM/SIGINT; 2 source unavailable; {KAFKA_DOWN}",
+    "camera": f"0 the source ended (end of file, --max-frames) or SIGTERM/SIGINT; 2 source unavailable (a file; a live camera only with --once); {KAFKA_DOWN}",
     "mic": f"0 the source ended (end of file, --max-windows) or SIGTERM/SIGINT; 2 source unavailable; {KAFKA_DOWN}",
     "topics create": f"0 every topic exists and has partition leaders; {KAFKA_DOWN}",
     "topics describe": f"0 shown; {KAFKA_DOWN}",
@@ -105,11 +105,13 @@ def load_settings(config: Path | None, bootstrap: str | None = None, **sections)
         fail(f"invalid settings: {exc}")
     if bootstrap:
         settings.kafka.bootstrap_servers = bootstrap
-    for name, values in sections.items():
+    for name, values in sections.items():  # command-line options over the file and environment, validated
         section = getattr(settings, name)
-        for key, value in values.items():
-            if value is not None:
-                setattr(section, key, value)
+        given = {key: value for key, value in values.items() if value is not None}
+        try:
+            setattr(settings, name, type(section).model_validate(section.model_dump() | given))
+        except ValidationError as exc:
+            fail(f"invalid option: {exc}")
     setup_logging(settings.log.level, settings.log.json_format)
     return settings
 
@@ -134,14 +136,22 @@ def camera(
     jpeg_quality: Annotated[Optional[int], typer.Option(help="JPEG quality 10–100.")] = None,
     loop: Annotated[bool, typer.Option("--loop", help="Replay a video file forever.")] = False,
     max_frames: Annotated[Optional[int], typer.Option(help="Stop after this many frames.")] = None,
+    rtsp_transport: Annotated[Optional[str], typer.Option(help="RTP from an rtsp:// camera over 'tcp' (default) or 'udp'.")] = None,
+    once: Annotated[bool, typer.Option("--once", help="A live source that is down (at start or later) ends the producer with exit code 2 instead of being reopened until it is back.")] = False,
     config: ConfigOpt = None, bootstrap: BootstrapOpt = None,
 ) -> None:
-    """Stream a camera (or a video file, a URL, the synthetic scene) onto sensor.frames."""
+    """Stream a camera (or a video file, a URL, the synthetic scene) onto sensor.frames.
+
+    A live camera (a device, rtsp://, http(s)://) is reopened whenever it is lost, also when it is
+    down at start; each cause (refused, timed out, not found, unauthorised, unsupported transport)
+    is logged once. Put credentials in the URL from the environment, e.g.
+    SKYSENTRY_CAMERA__SOURCE="rtsp://user:$CAM_PASS@10.0.0.7:554/stream1"; they are logged as ***."""
     from producers.camera import CameraProducer, SourceUnavailable
     from skysentry.service import run_until_signalled
 
     s = load_settings(config, bootstrap, camera=dict(source=source, camera_id=camera_id, site=site, fps=fps,
-                                                     max_width=max_width, jpeg_quality=jpeg_quality, loop=loop or None))
+                                                     max_width=max_width, jpeg_quality=jpeg_quality, loop=loop or None,
+                                                     rtsp_transport=rtsp_transport, reconnect=False if once else None))
     producer = CameraProducer(s.camera, s.kafka, s.topics, max_frames=max_frames)
     _serve_metrics(s)
     try:
