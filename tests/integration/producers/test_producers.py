@@ -92,8 +92,10 @@ async def test_producers_survive_a_broker_restart(kafka, topics, stack_dir, stac
     if stack.kafka_external:
         pytest.skip("the broker is external (KAFKA_BOOTSTRAP_SERVERS): this drill restarts our own")
     kafka = kafka.model_copy(update={"request_timeout_ms": 8000})
+    # The camera's requests expire well inside the outage (>= 4 s): otherwise a short outage under
+    # load is bridged by the client's own in-flight buffer and nothing is dropped to count.
     cam = CameraProducer(CameraSettings(source="synthetic", camera_id="cam-drill", fps=20, buffer_frames=20,
-                                        max_width=320), kafka, topics)
+                                        max_width=320), kafka.model_copy(update={"request_timeout_ms": 2500}), topics)
     mic = MicrophoneProducer(MicrophoneSettings(source="synthetic", mic_id="mic-drill", hop_s=0.25, buffer_windows=400),
                              kafka, topics)
     stop = asyncio.Event()
