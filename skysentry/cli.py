@@ -54,7 +54,7 @@ PROCESSOR = (f"{SERVICE}; 1 the processor crashed (uncommitted input is read aga
              "settings or a model refused; 75 outputs not delivered at shutdown (read again on restart)")
 EXIT_STATUS: dict[str, str] = {
     "camera": f"0 the source ended (end of file, --max-frames) or SIGTERM/SIGINT; 2 source unavailable (a file; a live camera only with --once); {KAFKA_DOWN}",
-    "mic": f"0 the source ended (end of file, --max-windows) or SIGTERM/SIGINT; 2 source unavailable; {KAFKA_DOWN}",
+    "mic": f"0 the source ended (end of file, --max-windows) or SIGTERM/SIGINT; 2 source unavailable (a file; a live device only with --once); {KAFKA_DOWN}",
     "topics create": f"0 every topic exists and has partition leaders; {KAFKA_DOWN}",
     "topics describe": f"0 shown; {KAFKA_DOWN}",
     "tail": f"0 --max reached, --timeout-s without a record, or Ctrl-C; {KAFKA_DOWN}",
@@ -173,14 +173,20 @@ def mic(
     fast: Annotated[bool, typer.Option("--fast", help="Replay files as fast as possible instead of in real time.")] = False,
     loop: Annotated[bool, typer.Option("--loop", help="Replay a file forever.")] = False,
     max_windows: Annotated[Optional[int], typer.Option(help="Stop after this many windows.")] = None,
+    once: Annotated[bool, typer.Option("--once", help="A live device that is missing at start or lost later ends the producer with exit code 2 instead of being reopened until it is back.")] = False,
     config: ConfigOpt = None, bootstrap: BootstrapOpt = None,
 ) -> None:
-    """Stream a microphone (or a WAV/FLAC file, the synthetic source) onto sensor.audio."""
+    """Stream a microphone (or a WAV/FLAC file, the synthetic source) onto sensor.audio.
+
+    A live device is watched (callbacks that stop, PortAudio errors, its card gone) and reopened
+    by name until it is back; the loss is logged once. `python -m sounddevice` lists the devices;
+    name a USB microphone by part of its name (--source device:USB), not by its index."""
     from producers.microphone import AudioSourceError, MicrophoneProducer
     from skysentry.service import run_until_signalled
 
     s = load_settings(config, bootstrap, mic=dict(source=source, mic_id=mic_id, site=site, window_s=window_s,
-                                                  hop_s=hop_s, realtime=False if fast else None, loop=loop or None))
+                                                  hop_s=hop_s, realtime=False if fast else None, loop=loop or None,
+                                                  reconnect=False if once else None))
     producer = MicrophoneProducer(s.mic, s.kafka, s.topics, max_windows=max_windows)
     _serve_metrics(s)
     try:
