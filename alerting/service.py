@@ -18,6 +18,7 @@ import os
 import socket
 
 import redis.asyncio as aioredis
+from aiokafka import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from redis.exceptions import RedisError, ResponseError
@@ -38,6 +39,7 @@ from alerting.state import AlertState
 from skysentry.bus import client_options, make_consumer, make_producer
 from skysentry.config import KafkaSettings, TopicSettings
 from skysentry.logs import redact
+from skysentry.metrics import HEALTH
 from skysentry.topics import dlq, topic_specs
 
 log = logging.getLogger(__name__)
@@ -92,6 +94,21 @@ async def check_redis_keeps_keys(redis: aioredis.Redis, *, allow_evicting: bool)
         log.warning("%s; starting anyway (allow_evicting_redis)", problem)
 
 
+class _ReadyOnAssignment(ConsumerRebalanceListener):
+    """The consumer's own listener, then /readyz's "partitions" condition: met once the group
+    gave this replica its assignment (possibly none: more replicas than partitions)."""
+
+    def __init__(self, inner: ConsumerRebalanceListener) -> None:
+        self.inner = inner
+
+    async def on_partitions_revoked(self, revoked) -> None:
+        await self.inner.on_partitions_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned) -> None:
+        await self.inner.on_partitions_assigned(assigned)
+        HEALTH.set("partitions", True, f"{len(assigned)} assigned")
+
+
 class AlertingService:
     def __init__(self, settings: AlertingServiceSettings, *, instance: str | None = None):
         self.settings = settings
@@ -101,6 +118,7 @@ class AlertingService:
 
     async def run(self, stop: asyncio.Event) -> None:
         s, a = self.settings, self.settings.alerting
+        HEALTH.require("consumer", "partitions")  # /readyz: consumer started, group assignment received
         redis = redis_client(s)
         try:
             await redis.ping()
@@ -154,8 +172,9 @@ class AlertingService:
                                        before_batch=lambda: rebuild_if_lost(redis, a, router, s.kafka,
                                                                             s.topics.alerts, self.instance))
         self.assigned = detections.listener.assigned
-        consumer.subscribe([s.topics.detections], listener=detections.listener)
+        consumer.subscribe([s.topics.detections], listener=_ReadyOnAssignment(detections.listener))
         await consumer.start()
+        HEALTH.set("consumer", True, f"group {a.group_id}")
 
         intake_stop = asyncio.Event()  # detections and timers stop first, senders last
         send_stop = asyncio.Event()
@@ -176,6 +195,7 @@ class AlertingService:
                     t.result()  # a loop ended on its own: raise what killed it
         finally:
             stopped.cancel()
+            HEALTH.set("consumer", False, "stopping")
             await self._shutdown(redis, outbox, consumer, producer, channels, tasks, senders, intake_stop, send_stop)
 
     async def _shutdown(self, redis, outbox: Outbox, consumer, producer, channels: dict[str, Channel],

@@ -16,6 +16,8 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from skysentry.metrics import HEALTH
+
 log = logging.getLogger(__name__)
 
 
@@ -38,7 +40,11 @@ def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> Non
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, _on_signal, sig)
-        await main(stop)
+        heartbeat = HEALTH.start_heartbeat()  # /livez: this loop is alive
+        try:
+            await main(stop)
+        finally:
+            heartbeat.cancel()
 
     try:
         asyncio.run(_runner())

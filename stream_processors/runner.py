@@ -53,6 +53,7 @@ from detectors.registry import ModelRegistry, ModelSlot, Reloader, load_announce
 from skysentry.bus import make_producer, send_to_dlq
 from skysentry.logs import kv
 from skysentry.messages import ModelAnnouncement, encode_structured, utcnow
+from skysentry.metrics import HEALTH
 from skysentry.topics import ensure_topics
 from stream_processors import metrics as m
 from stream_processors.core import BatchResult, InputRecord, Prepared
@@ -153,6 +154,7 @@ class ProcessorService:
         async def on_assigned(sender, assigned, **_):
             self.assigned = sorted((tp.topic, tp.partition) for tp in assigned if tp.topic == self.input_topic)
             m.ASSIGNED_PARTITIONS.labels(self.modality).set(len(self.assigned))
+            HEALTH.set("partitions", True, f"{len(self.assigned)} of {self.input_topic}")
             log.info("assigned partitions", extra=kv(event="assigned", topic=self.input_topic,
                                                      partitions=[p for _, p in self.assigned], pid=os.getpid()))
             self.started.set()
@@ -313,6 +315,7 @@ class ProcessorService:
 
     async def run(self, stop: asyncio.Event) -> None:
         settings, cfg = self.settings, self.config
+        HEALTH.require("model", "partitions")  # /readyz: model warmed up, group assignment received
         if cfg.create_topics:
             await ensure_topics(settings.kafka, settings.topics)
         self.producer = make_producer(settings.kafka)
@@ -328,6 +331,7 @@ class ProcessorService:
             self.reloader = Reloader(self.slot, cfg.detector, registry, cfg.max_batch, cfg.accept_model_names)
             self.pipeline = make_pipeline(cfg, self.slot)
             self._publish_model_info()
+            HEALTH.set("model", True, f"{detector.ref.name}@{detector.ref.version} warmed up")
             log.info("%s processor serving %s", self.modality, detector.describe(),
                      extra=kv(event="serving", model=detector.ref.name, version=detector.ref.version,
                               providers=detector.session.providers, group=cfg.group_id, topic=self.input_topic))
@@ -338,6 +342,7 @@ class ProcessorService:
             await self._wait(stop, tasks)
         finally:
             self._stopping = True
+            HEALTH.set("partitions", False, "stopping")
             # not wait_for: cancelling faust's stop would wait on the broker just the same
             done, _ = await asyncio.wait([asyncio.ensure_future(self._shutdown(tasks, watcher))],
                                          timeout=cfg.stop_grace_s)
