@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from skysentry.config import ConfigError, Settings
-from skysentry.logs import setup_logging
+from skysentry.logs import capture_native_stderr, setup_logging
 
 app = typer.Typer(help="SkySentry: real-time drone detection over Apache Kafka — producers, processors, alerting, "
                        "trainer and the local stack, one command each.",
@@ -153,6 +153,7 @@ def camera(
                                                      max_width=max_width, jpeg_quality=jpeg_quality, loop=loop or None,
                                                      rtsp_transport=rtsp_transport, reconnect=False if once else None))
     producer = CameraProducer(s.camera, s.kafka, s.topics, max_frames=max_frames)
+    capture_native_stderr()  # FFmpeg's own lines, should any escape its log level
     _serve_metrics(s)
     try:
         run_until_signalled(producer.run)
@@ -188,6 +189,7 @@ def mic(
                                                   hop_s=hop_s, realtime=False if fast else None, loop=loop or None,
                                                   reconnect=False if once else None))
     producer = MicrophoneProducer(s.mic, s.kafka, s.topics, max_windows=max_windows)
+    capture_native_stderr()  # PortAudio's and ALSA's own lines ("Expression ... failed") into the log
     _serve_metrics(s)
     try:
         run_until_signalled(producer.run)

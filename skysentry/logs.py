@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 import threading
@@ -137,6 +138,36 @@ def setup_logging(level: str = "INFO", json_format: bool = True, *, repeat_inter
     root.setLevel(level.upper())
     for noisy in ("aiokafka", "kafka", "faust", "mode"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+def capture_native_stderr(logger_name: str = "native") -> None:
+    """Route what C libraries write straight to file descriptor 2 (PortAudio's ``Expression
+    ... failed``, ALSA's ``ALSA lib pcm.c: ...``, FFmpeg's ``[rtsp @ ...]``) into the log at
+    DEBUG, one record per line, instead of raw text between the JSON lines; the cause is logged
+    in words by the producer. Python's own stderr (the log handler, error messages) moves to a
+    copy of the original descriptor. Call once, after :func:`setup_logging`, in a process that
+    owns its stderr (a producer's CLI command)."""
+    if getattr(capture_native_stderr, "installed", False):
+        return
+    capture_native_stderr.installed = True
+    real = os.fdopen(os.dup(2), "w", buffering=1, encoding="utf-8", errors="replace")
+    read_fd, write_fd = os.pipe()
+    os.dup2(write_fd, 2)
+    os.close(write_fd)
+    old, sys.stderr = sys.stderr, real
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler) and handler.stream in (old, sys.__stderr__):
+            handler.setStream(real)
+    native = logging.getLogger(logger_name)
+
+    def pump() -> None:  # never blocks on logging: a full pipe would stall the C library's writes
+        with os.fdopen(read_fd, "rb") as lines:
+            for line in lines:
+                text = line.decode("utf-8", "replace").rstrip()
+                if text:
+                    native.debug("%s", text)
+
+    threading.Thread(target=pump, name="native-stderr", daemon=True).start()
 
 
 def kv(**fields) -> dict:

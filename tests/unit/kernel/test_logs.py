@@ -81,3 +81,35 @@ def test_expected_broker_states_are_written_at_info_with_what_they_mean(monkeypa
     monkeypatch.setattr(logging.getLogger(), "level", logging.WARNING)
     quiet = _record("aiokafka.cluster", logging.ERROR, "GroupCoordinatorNotAvailableError")
     assert not f.filter(quiet)  # below what the process shows: dropped
+
+
+NATIVE_CHATTER = r"""
+import ctypes, logging, os, sys, time
+from skysentry.logs import capture_native_stderr, setup_logging
+setup_logging(sys.argv[1])
+capture_native_stderr()
+libc = ctypes.CDLL(None)
+libc.dprintf(2, b"Expression 'alsa_snd_pcm_poll_descriptors_revents' failed in 'pa_linux_alsa.c'\n")
+os.write(2, b"[rtsp @ 0x55] method DESCRIBE failed: 404 Not Found\n")
+time.sleep(0.3)  # the pump thread logs them
+logging.getLogger("producers.health").warning("microphone m down: the input stream stopped")
+sys.stderr.write("error: printed by Python\n")
+"""
+
+
+def test_what_c_libraries_print_to_stderr_becomes_log_records_never_raw_lines():
+    import subprocess
+    import sys
+
+    for level, native_records in (("INFO", 0), ("DEBUG", 2)):
+        out = subprocess.run([sys.executable, "-c", NATIVE_CHATTER, level], capture_output=True, text=True,
+                             timeout=60)
+        assert out.returncode == 0, out.stderr
+        lines = out.stderr.splitlines()
+        assert lines[-1] == "error: printed by Python"  # Python's own stderr still reaches the terminal
+        records = [json.loads(line) for line in lines[:-1]]  # everything else is JSON
+        assert [r["msg"] for r in records if r["logger"] == "producers.health"] == [
+            "microphone m down: the input stream stopped"]
+        native = [r for r in records if r["logger"] == "native"]
+        assert len(native) == native_records and all(r["level"] == "debug" for r in native)
+        assert "Expression" not in "\n".join(r["msg"] for r in records if r["logger"] != "native")
