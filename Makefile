@@ -87,7 +87,7 @@ stack-status: ## whether the local Kafka + Redis run (exit 1 when one is stopped
 schemas: setup ## regenerate docs/schemas/ from the message models
 	$(VENV)/bin/skysentry schemas --write
 
-check-deploy: ## validate docker-compose.yml and the Dockerfiles (compose-go + BuildKit parsers; needs Go)
+check-deploy: ## validate docker-compose.yml, the Dockerfiles and the Helm chart (compose-go, BuildKit, Helm and the Kubernetes/KEDA API types; needs Go)
 	deploy/check/run.sh
 
 clean: ## remove the venv and local state (stops the stack first)

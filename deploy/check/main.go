@@ -13,6 +13,10 @@
 //     sources of COPY/ADD exist in the build context and are not excluded by .dockerignore,
 //     COPY --from names an earlier stage, and the final stage runs as a non-root user with
 //     ENTRYPOINT ["skysentry"].
+//   - The Helm chart deploy/helm/skysentry: helm lint and helm template over its default, GPU
+//     and Strimzi values, every object decoded strictly with the Kubernetes, KEDA and
+//     Prometheus Operator Go types (KafkaTopic against a structural schema), then the
+//     properties listed in helm.go.
 //
 // Run it with deploy/check/run.sh; it exits 1 on any problem and says what to fix.
 package main
@@ -99,6 +103,7 @@ func main() {
 	for _, f := range sortedKeys(dockerfiles) {
 		checkDockerfile(absRoot, f, ignore, &errs)
 	}
+	checkHelm(absRoot, &errs)
 
 	if len(errs) > 0 {
 		fmt.Fprintf(os.Stderr, "\n%d problem(s):\n", len(errs))

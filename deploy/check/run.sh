@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Validate the container deployment without a Docker engine: docker-compose.yml through the
 # Compose loader, every Dockerfile through BuildKit's parser and `docker build --check`'s lint,
-# deploy/docker/prometheus.yml through Prometheus' config loader (see main.go for the list).
+# deploy/docker/prometheus.yml through Prometheus' config loader, and the Helm chart deploy/helm/skysentry
+# (helm lint + helm template over its values files, strict decoding with the Kubernetes, KEDA and
+# Prometheus Operator types, and its properties; see main.go and helm.go for the list).
 #
 #   deploy/check/run.sh            # from anywhere; exits 1 on any problem
 #   deploy/check/run.sh -os-env    # interpolate with your shell's environment and .env, as `docker compose` would
