@@ -41,12 +41,17 @@ def up(
     redis_port: Annotated[Optional[int], typer.Option(
         help="Redis's port (default: the recorded one, else 16379 if free; 0: any free port).")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each server to answer.")] = stack.READY_TIMEOUT_S,
+    brokers: Annotated[Optional[int], typer.Option(
+        min=1, help="Kafka nodes: 3 starts a KRaft cluster on free ports (replication factor 3, "
+                    "min.insync.replicas 2; set SKYSENTRY_TOPICS__REPLICATION_FACTOR=3 for the topics) "
+                    "(default: what the state dir has, else 1).")] = None,
 ) -> None:
     """Start Kafka and Redis (or reuse running ones) and wait until both answer."""
     started = time.monotonic()
     try:
         with console.status("starting Kafka and Redis (the first run downloads Kafka's jars)..."):
-            info = stack.up(state_dir, kafka_port=kafka_port, redis_port=redis_port, timeout_s=timeout)
+            info = stack.up(state_dir, kafka_port=kafka_port, redis_port=redis_port, timeout_s=timeout,
+                            brokers=brokers)
     except stack.StackError as exc:
         err_console.print(f"[bold red]stack up failed:[/] {exc}", highlight=False)
         raise typer.Exit(1) from None
@@ -77,7 +82,7 @@ def status(
     if as_json:
         doc = {"state_dir": str(st.state_dir), "running": st.running,
                **{s.name: {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(s).items()}
-                  for s in st.services}}
+                  for s in (*st.services, *st.nodes)}}
         typer.echo(json.dumps(doc, indent=2))
     else:
         _print_status(st)
@@ -92,7 +97,7 @@ def _print_status(st: stack.StackStatus) -> None:
     table.add_column("pid")
     table.add_column("address", no_wrap=True)
     table.add_column("log", overflow="fold")
-    for s in st.services:
+    for s in (st.kafka, *st.nodes, st.redis):
         state = "[green]running[/]" if s.running else "[red]stopped[/]"
         if s.external:
             state += " (external)"

@@ -165,6 +165,7 @@ class Observed:
     detection_logged_at: dict[str, datetime] = field(default_factory=dict)  # detection id → its record's timestamp
     window_s: dict[str, float] = field(default_factory=dict)  # audio ce_id → the window's length
     summaries: Counter = field(default_factory=Counter)  # (modality, source) → heartbeats
+    decided: Counter = field(default_factory=Counter)  # (modality, source) → windows the summaries scored or skipped
     alerts: list[Alert] = field(default_factory=list)
     counts: Counter = field(default_factory=Counter)
     inputs_by_source: Counter = field(default_factory=Counter)  # camera / microphone id → records
@@ -259,6 +260,7 @@ class Watcher:
                 s.detection_logged_at.setdefault(msg.id, logged)
         elif isinstance(msg, ScoreSummary):
             s.summaries[(msg.modality, msg.source)] += 1
+            s.decided[(msg.modality, msg.source)] += msg.windows + msg.skipped
         else:
             s.alerts.append(msg)
 

@@ -133,8 +133,9 @@ class ServiceStatus:
 @dataclass(frozen=True)
 class StackStatus:
     state_dir: Path
-    kafka: ServiceStatus
+    kafka: ServiceStatus  # a cluster's: running when every node runs, its address every node's
     redis: ServiceStatus
+    nodes: tuple[ServiceStatus, ...] = ()  # a cluster's nodes ("kafka-1", ...); empty for one node
 
     @property
     def services(self) -> tuple[ServiceStatus, ServiceStatus]:
@@ -160,8 +161,13 @@ def up(
     redis_port: int | None = None,
     use_env: bool = True,
     timeout_s: float = READY_TIMEOUT_S,
+    brokers: int | None = None,
 ) -> StackInfo:
     """Start Kafka and Redis (those not already running) and wait until both answer.
+
+    ``brokers`` > 1 starts a Kafka cluster of that many nodes instead of the single node
+    (:mod:`deploy.local.cluster`: replication factor 3, ``min.insync.replicas=2``; its ports are
+    always free ones); ``None`` keeps what the state dir already has (one node when new).
 
     Ports: ``None`` reuses the ports recorded in the state dir, else the defaults (19092 Kafka,
     19093 its controller, 16379 Redis) when free, else free ports; ``0`` reuses the recorded
@@ -174,7 +180,12 @@ def up(
     with _locked(state):
         doc = _load(state)
         env_kafka, env_redis = _external(doc, use_env)
-        if env_kafka is None:
+        brokers = brokers or len(doc.get("cluster", {}).get("nodes", [])) or 1
+        if env_kafka is None and brokers > 1:
+            from deploy.local import cluster
+
+            cluster.ensure(state, doc, brokers, timeout_s)
+        elif env_kafka is None:
             _ensure_kafka(state, doc, kafka_port, timeout_s)
         if env_redis is None:
             _ensure_redis(state, doc, redis_port, timeout_s)
@@ -200,6 +211,10 @@ def down(state_dir: Path | None = None, *, grace_s: float = STOP_GRACE_S) -> Non
     with _locked(state):
         doc = _load(state)
         _stop(state, doc, "kafka", grace_s)
+        if doc.get("cluster"):
+            from deploy.local import cluster
+
+            cluster.stop_all(state, doc, grace_s)
         _stop(state, doc, "redis", grace_s)
 
 
@@ -214,9 +229,18 @@ def status(state_dir: Path | None = None, *, use_env: bool = True) -> StackStatu
     kafka_doc, redis_doc = doc.get("kafka", {}), doc.get("redis", {})
 
     env_kafka, env_redis = _external(doc, use_env)
+    nodes: tuple[ServiceStatus, ...] = ()
     if env_kafka is not None:
         host, port = _first_host_port(env_kafka, 9092)
         kafka = ServiceStatus("kafka", _tcp_open(host, port), None, env_kafka, True, None)
+    elif doc.get("cluster", {}).get("nodes"):
+        from deploy.local import cluster
+
+        nodes = tuple(ServiceStatus(f"kafka-{n['id']}", cluster.alive(state, n) and _tcp_open(HOST, n["port"]),
+                                    n["pid"] if cluster.alive(state, n) else None, f"{HOST}:{n['port']}", False,
+                                    cluster.log_path(state, n["id"])) for n in doc["cluster"]["nodes"])
+        kafka = ServiceStatus("kafka", all(n.running for n in nodes), None, _kafka_address(doc), False,
+                              state / "cluster")
     else:
         pid = kafka_doc.get("pid")
         alive = _kafka_alive(state, pid)
@@ -235,7 +259,7 @@ def status(state_dir: Path | None = None, *, use_env: bool = True) -> StackStatu
         running = alive and _tcp_open(HOST, port)
         address = _redis_url(doc) if port else None
         redis = ServiceStatus("redis", running, pid if alive else None, address, False, state / "redis.log")
-    return StackStatus(state, kafka, redis)
+    return StackStatus(state, kafka, redis, nodes)
 
 
 def start_kafka(state_dir: Path | None = None, *, timeout_s: float = READY_TIMEOUT_S) -> str:
@@ -393,9 +417,11 @@ def _render_kafka_properties(state: Path, port: int, controller: int) -> Path:
     return props
 
 
-def _format_storage(java: str, classpath: str, props: Path, cluster_id: str, state: Path, log: Path) -> None:
+def _format_storage(java: str, classpath: str, props: Path, cluster_id: str, state: Path, log: Path,
+                    data_dir: Path | None = None) -> None:
     """``kafka-storage format`` once per data dir (``--ignore-formatted`` keeps existing data)."""
-    if (state / "kafka-data" / "meta.properties").exists():
+    data_dir = data_dir or state / "kafka-data"
+    if (data_dir / "meta.properties").exists():
         return
     cmd = [java, *TOOL_JVM_OPTS, f"-Dlog4j.configuration={LOG4J_PROPERTIES.as_uri()}",
            "-cp", classpath, "kafka.tools.StorageTool", "format",
@@ -405,7 +431,7 @@ def _format_storage(java: str, classpath: str, props: Path, cluster_id: str, sta
         f.write(f"=== {_now()} kafka-storage format --cluster-id {cluster_id}\n{done.stdout}{done.stderr}")
     if done.returncode != 0:
         raise StackError(
-            f"formatting Kafka's storage in {state / 'kafka-data'} failed (exit {done.returncode}):\n"
+            f"formatting Kafka's storage in {data_dir} failed (exit {done.returncode}):\n"
             f"{(done.stdout + done.stderr).strip()[-3000:]}\n"
             f"If that dir holds another cluster's data, remove {state} and run `up` again."
         )
@@ -435,6 +461,9 @@ def _kafka_alive(state: Path, pid: int | None) -> bool:
 
 
 def _kafka_address(doc: dict[str, Any]) -> str:
+    """Bootstrap servers: the single node's address, or every node of a cluster."""
+    if doc.get("cluster", {}).get("nodes"):
+        return ",".join(f"{HOST}:{n['port']}" for n in doc["cluster"]["nodes"])
     return f"{HOST}:{doc.get('kafka', {}).get('port', DEFAULT_KAFKA_PORT)}"
 
 

@@ -44,12 +44,13 @@ from aiokafka import TopicPartition
 
 from alerting.ids import idempotency_key
 from alerting.testing import RecordingReceiver
+from deploy.local import cluster as local_cluster
 from deploy.local import stack as local_stack
 from deploy.local.pipeline import ROOT, TWILIO_TOKEN_ENV, WEBHOOK_SECRET_ENV, Watcher, group_ids, pipeline_config
 from detectors.testing import toy_audio_model, toy_vision_model
 from producers.camera import CameraProducer
 from producers.microphone import MicrophoneProducer
-from skysentry.bus import make_consumer
+from skysentry.bus import make_consumer, partition_for
 from skysentry.config import Settings, TopicSettings
 from skysentry.messages import Alert, decode_structured
 from skysentry.service import ServiceProcess
@@ -154,6 +155,7 @@ class Drill:
     services: dict[str, ServiceProcess]
     receiver: RecordingReceiver
     state_dir: Path | None  # the own stack's, for faults on the broker or Redis
+    topics: tuple[str, ...] = ()  # this run's topic names
     t0: float = 0.0  # wall time the sensor files started playing
     planned: set = field(default_factory=set)  # services being restarted on purpose
 
@@ -234,13 +236,17 @@ def drill_config(bootstrap: str, redis_url: str, receiver: RecordingReceiver, to
 
 async def run_drill(fault_name: str, kafka_bootstrap: str, redis_url: str, tmp: Path, toy: dict[str, Path], *,
                     passes: int = 2, fault=None, state_dir: Path | None = None, alerting: dict | None = None,
-                    tail: float = TAIL_S) -> tuple[Outcome, dict]:
+                    tail: float = TAIL_S, replication: int = 1, account: bool = True) -> tuple[Outcome, dict]:
     """``tail``: seconds of empty sky after the last pass; a fault must be over well before the
-    files end, or the last alert is rightly left stale (its sensors stopped), not resolved."""
+    files end, or the last alert is rightly left stale (its sensors stopped), not resolved.
+    ``replication``: the topics' replication factor (3 on the cluster). ``account``: check that
+    every input window was decided (:func:`decisions`); off when a processor is killed, since
+    the heartbeat counts it held in memory die with it (its detections do not)."""
     uid = uuid.uuid4().hex[:8]
     name = f"drill-{uid}"
     topics = TopicSettings(frames=f"{name}.frames", audio=f"{name}.audio", detections=f"{name}.detections",
-                           alerts=f"{name}.alerts", models=f"{name}.models", partitions=3)
+                           alerts=f"{name}.alerts", models=f"{name}.models", partitions=3,
+                           replication_factor=replication)
     settings = Settings(kafka={"bootstrap_servers": kafka_bootstrap}, redis={"url": redis_url}, topics=topics,
                         camera={"source": str(write_camera(tmp / "sky.avi", passes, tail)), "camera_id": CAMERA,
                                 "site": SITE},
@@ -258,7 +264,7 @@ async def run_drill(fault_name: str, kafka_bootstrap: str, redis_url: str, tmp: 
         services = {key: ServiceProcess(key, args, config, env=env, log_path=tmp / f"{key}.log", cwd=ROOT)
                     for key, args in (("vision", ["stream_processors", "vision"]),
                                       ("audio", ["stream_processors", "audio"]), ("alerting", ["alerting", "run"]))}
-        drill = Drill(services, receiver, state_dir)
+        drill = Drill(services, receiver, state_dir, (topics.frames, topics.audio, topics.detections, topics.alerts))
         stop_supervisor = asyncio.Event()
         loop = asyncio.get_running_loop()
         fault_over, recovered = loop.create_future(), loop.create_future()
@@ -283,6 +289,7 @@ async def run_drill(fault_name: str, kafka_bootstrap: str, redis_url: str, tmp: 
                 while time.monotonic() < deadline and not _settled(watcher.seen.alerts, passes):
                     await asyncio.sleep(0.25)
                 await asyncio.sleep(1.5)  # the last notifications go out after the `alerts` event
+                decided = await decisions(settings, name, watcher, producers) if account else []
                 if fault is not None:
                     try:
                         out.recover_s = await asyncio.wait_for(asyncio.shield(recovered), 30)
@@ -298,10 +305,57 @@ async def run_drill(fault_name: str, kafka_bootstrap: str, redis_url: str, tmp: 
         notifications = receiver.requests()
     events = await read_alerts(settings, topics.alerts)
     judge(out, prefix, events, notifications, drill.t0, passes)
+    out.problems += decided
     for key, rc in exits.items():
         if rc not in (0, None):
             out.problems.append(f"{key} exited {rc} on SIGTERM")
     return out, {"events": events, "notifications": notifications, "exits": exits}
+
+
+async def decisions(settings: Settings, name: str, watcher: Watcher, producers) -> list[str]:
+    """Every input window got a decision: each processor group committed every record of its
+    input topic, the sources' score summaries count at least as many scored (or skipped)
+    windows as were published, and no input has two different detections. Returns problems."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    problems: list[str] = []
+    groups = group_ids(name)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
+    consumer = make_consumer(settings.kafka, group_id=None)
+    await admin.start()
+    await consumer.start()
+    try:
+        for modality, topic in (("vision", settings.topics.frames), ("audio", settings.topics.audio)):
+            parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+            ends = await consumer.end_offsets(parts)
+            deadline = time.monotonic() + 20  # the last commit is at most commit_interval_s behind
+            while True:
+                committed = await admin.list_consumer_group_offsets(groups[modality])
+                behind = {tp.partition: ends[tp] - (committed[tp].offset if tp in committed else 0)
+                          for tp in parts if ends[tp] > (committed[tp].offset if tp in committed else 0)}
+                if not behind or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.5)
+            if behind:
+                problems.append(f"{modality}: records never committed by its processors: {behind} (partition: n)")
+    finally:
+        await consumer.stop()
+        await admin.close()
+    published = {("vision", CAMERA): producers[0].seq, ("audio", MIC): producers[1].seq}
+    deadline = time.monotonic() + 10  # a summary goes out about once a second
+    while time.monotonic() < deadline and any(watcher.seen.decided[k] < n for k, n in published.items()):
+        await asyncio.sleep(0.25)
+    for (modality, source), n in published.items():
+        counted = watcher.seen.decided[(modality, source)]
+        print(f"{modality}: {n} windows published, {counted} scored or skipped in summaries "
+              f"({counted - n} decided again after a redelivery)")
+        if counted < n:
+            problems.append(f"{modality}: summaries count {counted} windows of {source}, {n} were published")
+    per_input = Counter(d.input_event_id for d in watcher.seen.detections.values())
+    twice = [ce for ce, k in per_input.items() if k > 1]
+    if twice:
+        problems.append(f"{len(twice)} input(s) with two different detections")
+    return problems
 
 
 def _settled(alerts: list[Alert], passes: int) -> bool:
@@ -418,7 +472,7 @@ async def _kill_9_processor_mid_pass(stack, toy, tmp_path, modality: str) -> Non
         await drill.kill_and_restart(modality)
 
     out, _ = await run_drill(f"kill -9 {modality} processor mid-pass", stack.bootstrap_servers, stack.redis_url,
-                             tmp_path, toy, fault=fault)
+                             tmp_path, toy, fault=fault, account=False)
     check(out)
 
 
@@ -594,6 +648,111 @@ async def test_short_alert_retention_across_passes(stack, toy, tmp_path):
     check(out)
 
 
+# -- on a three-node Kafka cluster (issue 16) --------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """Three KRaft nodes and a Redis of this module alone (topics: replication factor 3,
+    min.insync.replicas 2); a drill that leaves a node down gets it back before the next."""
+    state = tmp_path_factory.mktemp("drill-cluster")
+    info = local_stack.up(state, redis_port=0, use_env=False, brokers=3)
+    try:
+        yield info
+    finally:
+        local_stack.down(state)
+
+
+def test_cluster_status_names_each_node_and_refuses_a_different_size(cluster):
+    st = local_stack.status(cluster.state_dir, use_env=False)
+    assert [n.name for n in st.nodes] == ["kafka-1", "kafka-2", "kafka-3"] and all(n.running for n in st.nodes)
+    assert st.kafka.running and st.kafka.address == cluster.bootstrap_servers == ",".join(n.address for n in st.nodes)
+    local_cluster.stop_node(cluster.state_dir, 3, kill=True)
+    try:
+        st = local_stack.status(cluster.state_dir, use_env=False)
+        assert not st.kafka.running and [n.running for n in st.nodes] == [True, True, False]
+    finally:
+        local_cluster.start_node(cluster.state_dir, 3)
+    assert local_stack.status(cluster.state_dir, use_env=False).running
+    with pytest.raises(local_stack.StackError, match="cluster of 3 nodes, not 5"):
+        local_stack.up(cluster.state_dir, use_env=False, brokers=5)
+
+
+def _restore(state: Path) -> None:
+    for node in (1, 2, 3):
+        local_cluster.start_node(state, node)
+
+
+async def _leader_of(bootstrap: str, topic: str, key: str) -> int:
+    """The node leading the partition that ``key``'s records go to (the producers' murmur2)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        (described,) = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    partitions = {p["partition"]: p["leader"] for p in described["partitions"]}
+    return partitions[partition_for(key.encode(), len(partitions))]
+
+
+async def test_cluster_kill_9_the_leader_of_the_cameras_partition(cluster, toy, tmp_path):
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+
+    async def fault(drill: Drill, passes: int) -> None:
+        start, _ = drill.last_pass(passes)
+        await drill.until(start + 2.0)  # mid-pass, frames and windows flowing
+        frames = next(t for t in drill.topics if t.endswith(".frames"))
+        leader = await _leader_of(cluster.bootstrap_servers, frames, CAMERA)
+        await asyncio.to_thread(local_cluster.stop_node, cluster.state_dir, leader, kill=True)
+        await asyncio.sleep(5.0)
+        await asyncio.to_thread(local_cluster.start_node, cluster.state_dir, leader)
+
+    try:
+        out, _ = await run_drill("cluster: kill -9 the camera partition's leader, 5 s", cluster.bootstrap_servers,
+                                 cluster.redis_url, tmp_path, toy, fault=fault, state_dir=cluster.state_dir,
+                                 replication=3, tail=25.0)
+    finally:
+        _restore(cluster.state_dir)
+    check(out)
+
+
+async def test_cluster_rolling_restart_of_all_three_nodes(cluster, toy, tmp_path):
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+
+    async def fault(drill: Drill, passes: int) -> None:
+        start, _ = drill.last_pass(passes)
+        await drill.until(start + 1.0)
+        for node in (1, 2, 3):  # as an operator upgrades: one at a time, each back before the next
+            await asyncio.to_thread(local_cluster.stop_node, drill.state_dir, node)
+            await asyncio.to_thread(local_cluster.start_node, drill.state_dir, node)
+
+    try:
+        out, _ = await run_drill("cluster: rolling restart of the 3 nodes", cluster.bootstrap_servers,
+                                 cluster.redis_url, tmp_path, toy, fault=fault, state_dir=cluster.state_dir,
+                                 replication=3, tail=40.0)
+    finally:
+        _restore(cluster.state_dir)
+    check(out)
+
+
+async def test_cluster_one_node_stays_down(cluster, toy, tmp_path):
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+
+    async def fault(drill: Drill, passes: int) -> None:
+        start, _ = drill.last_pass(passes)
+        await drill.until(start - 3.0)  # down before the last pass and for the rest of the drill
+        await asyncio.to_thread(local_cluster.stop_node, drill.state_dir, 2, kill=True)
+
+    try:
+        out, _ = await run_drill("cluster: one node down for good", cluster.bootstrap_servers, cluster.redis_url,
+                                 tmp_path, toy, fault=fault, state_dir=cluster.state_dir, replication=3, tail=20.0)
+    finally:
+        _restore(cluster.state_dir)
+    check(out)
+
+
 # -- the outcomes table ----------------------------------------------------------------------
 
 TABLE_HEAD = ("| fault | passes | alerts | firings | resolves | duplicates | lost | time to recover |\n"
@@ -603,7 +762,7 @@ TABLE_HEAD = ("| fault | passes | alerts | firings | resolves | duplicates | los
 def test_the_outcomes_table_in_docs_is_this_runs():
     """Runs after the drills (file order). With SKYSENTRY_WRITE_DRILLS=1 it writes the table
     from this run; otherwise it checks the page's counts against this run's."""
-    if len(RESULTS) < 10:
+    if len(RESULTS) < 13:
         pytest.skip("needs every drill of this module in this run")
     failed = [o.fault for o in RESULTS.values() if o.problems]
     if failed:
