@@ -59,6 +59,7 @@ EXIT_STATUS: dict[str, str] = {
     "topics describe": f"0 shown; {KAFKA_DOWN}",
     "tail": f"0 --max reached, --timeout-s without a record, or Ctrl-C; {KAFKA_DOWN}",
     "schemas": "0 printed or written",
+    "capacity": "0 printed; 2 no measured JPEG size in bench/results (run bench/scale.py)",
     "settings": "0 printed or written",
     "stack up": "0 Kafka and Redis answer; 1 a server did not start (the message says why)",
     "stack down": "0 stopped; 1 a server could not be stopped",
@@ -354,6 +355,62 @@ def settings_cmd(write_helm: Annotated[bool, typer.Option("--write-helm", help="
         fail(f"{HELM_VALUES}: the markers of the generated block are missing ({HELM_BEGIN!r} ... {HELM_END!r})")
     HELM_VALUES.write_text(text[:start] + block + text[end + len(HELM_END) + 1:])
     console.print(f"wrote the settings block of {HELM_VALUES}")
+
+
+@app.command()
+def capacity(
+    cameras: Annotated[int, typer.Option(min=0, help="Cameras.")] = 10,
+    fps: Annotated[Optional[float], typer.Option(min=0.0, help="Frames per second per camera (default: the camera setting).")] = None,
+    mics: Annotated[int, typer.Option(min=0, help="Microphones.")] = 0,
+    replication_factor: Annotated[int, typer.Option(min=1, help="Replication factor of the sensor topics.")] = 3,
+    jpeg_bytes: Annotated[Optional[float], typer.Option(min=1.0, help="Mean JPEG size of your cameras' frames (default: measured by bench/scale.py on the sample clips).")] = None,
+    table: Annotated[bool, typer.Option("--table", help="Print the Markdown table of docs/capacity.md (10 to 10,000 cameras, one microphone each) instead.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")] = False,
+) -> None:
+    """Size a deployment from the measured benches (bench/results/*.json): bytes/s per camera and
+    microphone, partitions, broker throughput, processor processes and cores, Redis operations per
+    detection, and the first limit reached. docs/capacity.md explains the model."""
+    from skysentry import capacity as cap
+    from skysentry.config import CameraSettings
+
+    m = cap.load_measurements()
+    if jpeg_bytes is not None:
+        from dataclasses import replace
+
+        m = replace(m, jpeg_bytes=cap.Figure(jpeg_bytes, "--jpeg-bytes"))
+    if m.jpeg_bytes.value is None:
+        fail("no measured JPEG size in bench/results/scale.json: run bench/scale.py")
+    if table:
+        sys.stdout.write(cap.per_source_table(m, fps) + "\n" + cap.table(m, fps) + "\n" + cap.sources_table(m))
+        return
+    s = cap.size(cameras, fps if fps is not None else CameraSettings().fps, mics, m,
+                 replication_factor=replication_factor)
+    if as_json:
+        doc = s.as_dict() | {"redis_commands_per_detection": cap.REDIS_COMMANDS_PER_DETECTION,
+                             "measurements": [{"figure": f, "value": v, "source": src} for f, v, src in cap.sources(m)]}
+        sys.stdout.write(json.dumps(doc) + "\n")
+        return
+    n = cap._n
+    print(f"{cameras} camera(s) at {s.fps:g} fps, {mics} microphone(s)")
+    print(f"  per camera      {s.camera_bytes_s / 1e3:,.1f} kB/s ({s.frame_record_bytes:,.0f} B per frame record)")
+    print(f"  per microphone  {s.mic_bytes_s / 1e3:,.1f} kB/s ({s.audio_record_bytes:,} B per window record)")
+    print(f"  into Kafka      {s.ingress_mb_s:,.2f} MB/s; written x{s.replication_factor}: {s.broker_write_mb_s:,.2f} MB/s"
+              f" -> brokers {n(s.brokers)}")
+    print(f"  vision          {s.frames_per_s:,.0f} frames/s -> {n(s.vision_processes)} process(es), "
+              f"{n(s.vision_cores, 1)} core(s); GPUs: {s.gpus}")
+    print(f"  audio           {s.audio_windows_per_s:,.0f} windows/s -> {n(s.audio_processes)} process(es), "
+              f"{n(s.audio_cores, 1)} core(s)")
+    print(f"  partitions      frames {s.partitions_frames}, audio {s.partitions_audio}")
+    print(f"  Redis           worst case (every window a detection) {s.detections_worst_per_s:,.0f} detections/s, "
+              f"{s.redis_commands_worst_per_s:,.0f} commands/s; per detection "
+              + ", ".join(f"{k} {v}" for k, v in cap.REDIS_COMMANDS_PER_DETECTION.items()))
+    if s.limits:
+        for what, load, move in s.limits:
+            print(f"  limit           {what}: {load:.1f}x one unit -> {move}")
+    else:
+        print("  limit           none beyond inference CPU: add processor processes (same group)")
+    for figure, value, source in cap.sources(m):
+        print(f"  measured        {figure}: {value} (from {source})")
 
 
 def main() -> None:  # pragma: no cover - console entry point
