@@ -247,6 +247,7 @@ class CameraProducer:
 
     def _live_loop(self, stop: threading.Event) -> None:
         """Open, read until the stream is lost or stalls, reopen; until ``stop``."""
+        self.health.watch()
         first = True
         while not stop.is_set():
             cap = self._open_live(stop)

@@ -9,7 +9,8 @@
 
 Each change is one log line with its cause, never one per retry; the current state is the
 gauge ``skysentry_source_state{kind, source, state}`` (1 for the current state, 0 for the
-others) on the producer's ``/metrics``.
+others) on the producer's ``/metrics``, and a live source is a readiness condition of the
+producer's ``/readyz`` (:data:`skysentry.metrics.HEALTH`): ready only while it is live.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from enum import StrEnum
 from prometheus_client import Counter, Gauge
 
 from skysentry.logs import kv
+from skysentry.metrics import HEALTH
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +50,14 @@ class SourceHealth:
         self.since = time.monotonic()
         self._lock = threading.Lock()
 
+    @property
+    def condition(self) -> str:
+        return f"source {self.kind} {self.source_id}"
+
+    def watch(self) -> None:
+        """Make this (live) source a readiness condition, unmet until it is live."""
+        HEALTH.require(self.condition)
+
     def set(self, state: SourceState, cause: str = "") -> bool:
         """Enter ``state`` (``cause`` says why, in words); log and count only a change of state
         or of cause. Returns whether anything changed."""
@@ -61,6 +71,7 @@ class SourceHealth:
                 for s in SourceState:
                     SOURCE_STATE.labels(self.kind, self.source_id, s.value).set(1 if s == state else 0)
             self.state, self.cause = state, cause
+        HEALTH.set(self.condition, state == SourceState.LIVE, state.value + (f": {cause}" if cause else ""))
         extra = kv(source=self.source_id, state=state.value, cause=cause)
         if state == SourceState.LIVE:
             if previous not in (None, SourceState.LIVE):

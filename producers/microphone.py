@@ -199,6 +199,7 @@ class LiveInput:
 
     def __init__(self, sd, wanted: str, cfg: MicrophoneSettings, health: SourceHealth, stop: asyncio.Event) -> None:
         self.sd, self.wanted, self.cfg, self.health, self.stop = sd, wanted, cfg, health, stop
+        health.watch()  # /readyz: ready only while the device delivers
         self.stream = None
         self.rate = 0
         self.reopens = 0

@@ -77,6 +77,13 @@ async def _until(predicate, timeout_s: float, step_s: float = 0.05) -> float:
     return time.monotonic() - t0
 
 
+
+def _ready_line(producer) -> str:
+    """The producer's line in /readyz (skysentry.metrics.HEALTH) for its device."""
+    from skysentry.metrics import HEALTH
+
+    return next(line for line in HEALTH.readiness()[1] if producer.health.condition in line)
+
 async def test_microphone_survives_the_audio_server_dying_and_coming_back(pulse_server, kafka, topics, caplog):
     caplog.set_level(logging.INFO)
     cfg = MicrophoneSettings(source="default", mic_id="mic-pulse", window_s=1.0, hop_s=0.5, stall_s=1.0,
@@ -96,6 +103,7 @@ async def test_microphone_survives_the_audio_server_dying_and_coming_back(pulse_
         await asyncio.sleep(3.0)  # reopen tries fail meanwhile (back-off up to 1 s)
         assert not task.done(), "the microphone producer died with the audio server"
         assert producer.health.state == SourceState.DOWN
+        assert _ready_line(producer).startswith("fail "), "/readyz must fail while the device is lost"
         assert producer.seq == down_at, "windows were produced while the audio server was dead"
         warnings = _source_warnings(caplog, "mic-pulse")
         assert len(warnings) == 1, warnings  # one line for the loss, none per retry
@@ -105,6 +113,7 @@ async def test_microphone_survives_the_audio_server_dying_and_coming_back(pulse_
         await asyncio.to_thread(pulse.restart, pulse_server)  # the paplay loop reconnects by itself
         resumed_s = await _until(lambda: producer.seq > down_at, 10)
         assert producer.health.state == SourceState.LIVE
+        assert _ready_line(producer).startswith("ok ")
         print(f"first window {resumed_s:.2f} s after the audio server restarted")
         assert resumed_s < 6.0
         await _until(lambda: producer.seq >= down_at + 3, 5)

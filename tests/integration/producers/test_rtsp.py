@@ -21,6 +21,7 @@ from producers.camera import RECONNECTS, CameraProducer, SourceSpec, SourceUnava
 from producers.diagnose import Cause
 from producers.health import SourceState
 from skysentry.config import CameraSettings
+from skysentry.metrics import HEALTH
 from skysentry.messages import decode_frame
 
 from .conftest import consume_all
@@ -60,6 +61,11 @@ class Running:
     async def close(self) -> None:
         self.stop.set()
         await asyncio.wait_for(self.task, 30)
+
+
+def readiness_of(producer: CameraProducer) -> str:
+    """The producer's line in /readyz (skysentry.metrics.HEALTH) for its source."""
+    return next(line for line in HEALTH.readiness()[1] if producer.health.condition in line)
 
 
 def down_lines(caplog, camera_id: str) -> list[str]:
@@ -139,12 +145,14 @@ async def test_a_camera_down_at_start_is_waited_for(camera, kafka, topics, caplo
         await asyncio.sleep(2.0)  # several tries from 0.25 s, doubling up to 2 s
         assert not run.task.done(), "the producer gave up on a camera that is not up yet"
         assert producer.health.state == SourceState.DOWN
+        assert readiness_of(producer).startswith("fail "), "/readyz must fail while the camera is down"
         assert down_lines(caplog, producer.cfg.camera_id) == [
             f"camera {producer.cfg.camera_id} down: cannot open camera source {camera.url(credentials=False)}"
             .replace("rtsp://", "rtsp://viewer:***@") + ": connection refused; nothing listens at that address "
             "and port: is the camera (or its RTSP server) up?"]
         camera.start()
         await run.until(lambda: producer.seq >= 3 and producer.health.is_live, 15, "frames once the camera is up")
+        assert readiness_of(producer).startswith("ok ")
     finally:
         await run.close()
 
