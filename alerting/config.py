@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from alerting.channels import ChannelConfig
 from alerting.durations import Duration
+from alerting.evidence import EvidenceSettings
 from alerting.matchers import Matcher, MatcherError, from_maps
 from skysentry.config import Settings
 
@@ -218,6 +219,8 @@ def _walk(node: RouteConfig):
 
 
 class AlertingServiceSettings(Settings):
-    """The kernel's settings plus the ``alerting`` section."""
+    """The kernel's settings plus the ``alerting`` and ``evidence`` sections (``evidence`` is
+    shared with the console, which serves what the alerting stores)."""
 
     alerting: AlertingSettings = AlertingSettings()
+    evidence: EvidenceSettings = EvidenceSettings()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 from datetime import datetime, timezone
 
 from alerting import faults, metrics
@@ -27,6 +28,10 @@ from alerting.routing import Router
 from alerting.silences import SilenceStore
 from alerting.state import AlertSnapshot, AlertState
 from skysentry.logs import kv
+from skysentry.messages import EvidenceMedia
+
+if TYPE_CHECKING:
+    from alerting.capture import EvidenceCollector
 
 log = logging.getLogger(__name__)
 
@@ -36,13 +41,15 @@ COMMIT_ATTEMPTS = 8
 class Dispatcher:
     def __init__(self, state: AlertState, router: Router, silences: SilenceStore, inhibitor: Inhibitor,
                  channels: dict[str, Channel], settings: AlertingSettings,
-                 on_outbox: Callable[[Iterable[str]], None] = lambda _: None):
+                 on_outbox: Callable[[Iterable[str]], None] = lambda _: None,
+                 evidence: EvidenceCollector | None = None):
         self.state = state
         self.router = router
         self.silences = silences
         self.inhibitor = inhibitor
         self.channels = channels
         self.on_outbox = on_outbox
+        self.evidence = evidence
         self.prefix = settings.key_prefix
         self.timing = Timing(int(settings.resolve_after * 1000), int(settings.mute_recheck * 1000),
                              stale_after_ms=int(settings.stale_after * 1000),
@@ -68,7 +75,8 @@ class Dispatcher:
             watermark = await self.state.watermark_ms() if snap.status == "firing" else None
             decision = evaluate(snap, now, self.router, self.timing, silenced_by=silenced, inhibited_by=inhibited,
                                 watermark_ms=watermark, coverage=coverage)
-            notifications = self.notifications(snap, decision, now)
+            media = await self._media(snap, decision)
+            notifications = self.notifications(snap, decision, now, media=media)
             # one alert's notifications to one channel and target go out in the order decided
             entries = [(n.channel, n.idempotency_key, n.model_dump_json(), f"{n.channel}/{fp}/{n.target or ''}")
                        for n in notifications]
@@ -85,11 +93,22 @@ class Dispatcher:
         await self.state.schedule(fp, now + 200)
         return None
 
-    def notifications(self, snap: AlertSnapshot, decision: Decision, now: int) -> list[Notification]:
+    async def _media(self, snap: AlertSnapshot, decision: Decision) -> EvidenceMedia | None:
+        """Store the evidence of a firing or repeat (before the decision is committed, so it
+        exists when the notification arrives) and sign links to it."""
+        if self.evidence is None or not snap.evidence or not snap.alert_id or \
+                not any(p.event in ("firing", "repeat") for p in decision.planned):
+            return None
+        return await self.evidence.media(snap.alert_id, Evidence.model_validate(snap.evidence))
+
+    def notifications(self, snap: AlertSnapshot, decision: Decision, now: int,
+                      media: EvidenceMedia | None = None) -> list[Notification]:
         out: list[Notification] = []
         told: set[tuple[str, str, str | None]] = set()  # (event, channel, target) already in this decision
         decided_at = datetime.fromtimestamp(now / 1000, timezone.utc)
         evidence = Evidence.model_validate(snap.evidence) if snap.evidence else None
+        if evidence is not None and media is not None:
+            evidence = evidence.model_copy(update={"media": media})
         for p in decision.planned:
             alert = alert_of(snap, p.event, now)
             common = dict(event=p.event, alert=alert, sources=snap.sources, evidence=evidence,

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from skysentry.messages import Alert
+from skysentry.messages import Alert, Box, EvidenceMedia
 
 Event = Literal["firing", "repeat", "resolved"]
 SEVERITY_RANK = {"info": 0, "warning": 1, "critical": 2}
@@ -32,6 +32,8 @@ class Evidence(BaseModel):
     model: str | None = None  # "name version"
     box: list[float] | None = None  # x1, y1, x2, y2 (normalised) of the best box, vision only
     captured_at: datetime | None = None
+    boxes: list[Box] | None = None  # every box of that detection (alerts opened before this was stored: None)
+    media: EvidenceMedia | None = None  # signed links to the stored evidence (alerting/evidence.py)
 
 
 class Notification(BaseModel):

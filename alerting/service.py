@@ -24,12 +24,14 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from redis.exceptions import RedisError, ResponseError
 
 from alerting import metrics
+from alerting.capture import EvidenceCollector
 from alerting.channels import Channel, build_channel
 from alerting.config import AlertingServiceSettings
 from alerting.consumer import DetectionConsumer
 from alerting.delivery import ChannelWorker
 from alerting.dispatch import Dispatcher
 from alerting.events import ALERTS_CHANNEL, AlertsTopicChannel
+from alerting.evidence import EvidenceStore
 from alerting.inhibition import Inhibitor
 from alerting.outbox import Outbox
 from alerting.rebuild import rebuild_if_lost
@@ -162,7 +164,9 @@ class AlertingService:
                 if name in workers:
                     workers[name].wake()
 
-        dispatcher = Dispatcher(state, router, silences, Inhibitor(a.inhibit_rules), channels, a, on_outbox=wake)
+        collector = await self._evidence_collector(kafka)
+        dispatcher = Dispatcher(state, router, silences, Inhibitor(a.inhibit_rules), channels, a, on_outbox=wake,
+                                evidence=collector)
         consumer = make_consumer(kafka, group_id=a.group_id, group_instance_id=a.instance_id,
                                  session_timeout_ms=a.session_timeout_ms,
                                  heartbeat_interval_ms=max(1000, a.session_timeout_ms // 3),
@@ -181,6 +185,8 @@ class AlertingService:
         tasks = [asyncio.create_task(detections.run(intake_stop), name="detections"),
                  asyncio.create_task(self._tick_loop(state, dispatcher, tick_wakeup, intake_stop), name="timers"),
                  asyncio.create_task(self._gauges(state, outbox, intake_stop), name="gauges")]
+        if collector is not None:
+            tasks.append(asyncio.create_task(self._prune_loop(collector.store, intake_stop), name="evidence-retention"))
         senders = [asyncio.create_task(w.run(send_stop, a.shutdown_grace), name=f"channel:{n}")
                    for n, w in workers.items()]
         log.info("alerting running", extra={"fields": {
@@ -197,6 +203,9 @@ class AlertingService:
             stopped.cancel()
             HEALTH.set("consumer", False, "stopping")
             await self._shutdown(redis, outbox, consumer, producer, channels, tasks, senders, intake_stop, send_stop)
+            if collector is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(collector.close(), 2.0)
 
     async def _shutdown(self, redis, outbox: Outbox, consumer, producer, channels: dict[str, Channel],
                         tasks: list[asyncio.Task], senders: list[asyncio.Task], intake_stop: asyncio.Event,
@@ -249,6 +258,34 @@ class AlertingService:
                         ", ".join(f"{ch}: {n}" for ch, n in sorted(pending.items())), extra={"fields": fields})
         else:
             log.info("alerting stopped; everything decided was delivered", extra={"fields": fields})
+
+    async def _evidence_collector(self, kafka) -> EvidenceCollector | None:
+        """The evidence capture (alerting/capture.py), started; None when evidence is off or
+        cannot start (alerts go out without it, and the log says why)."""
+        if not self.settings.evidence.enabled:
+            return None
+        try:
+            collector = EvidenceCollector(self.settings.evidence, kafka, self.settings.topics)
+            await collector.start()
+        except Exception as exc:  # noqa: BLE001 - evidence never stops the alerting
+            log.error("evidence is off: %s: %s", type(exc).__name__, str(exc)[:300])
+            return None
+        log.info("evidence on", extra={"fields": {"store": redact(collector.store.url),
+                                                  "links": self.settings.evidence.secret is not None}})
+        return collector
+
+    async def _prune_loop(self, store: EvidenceStore, stop: asyncio.Event) -> None:
+        """Retention: by age, then by total size (every replica runs it; removing is idempotent)."""
+        e = self.settings.evidence
+        while not stop.is_set():
+            try:
+                pruned = await asyncio.to_thread(store.prune, e.max_age, e.max_bytes)
+                if pruned.removed:
+                    log.info("evidence retention removed %d set(s), %d bytes; %d kept, %d bytes", pruned.removed,
+                             pruned.removed_bytes, pruned.kept, pruned.kept_bytes)
+            except Exception as exc:  # noqa: BLE001 - try again next time
+                log.warning("evidence retention failed: %s: %s", type(exc).__name__, str(exc)[:300])
+            await _sleep(stop, e.prune_interval)
 
     async def _tick_loop(self, state: AlertState, dispatcher: Dispatcher, wakeup: asyncio.Event,
                          stop: asyncio.Event) -> None:

@@ -449,6 +449,7 @@ class AlertState:
         evidence = {"detection_id": d.id, "input_event_id": d.input_event_id, "source": d.source,
                     "modality": d.modality, "score": d.score, "model": f"{d.model.name} {d.model.version}",
                     "box": [best.x1, best.y1, best.x2, best.y2] if best else None,
+                    "boxes": [b.model_dump() for b in sorted(d.boxes, key=lambda b: -b.score)[:10]] or None,
                     "captured_at": d.captured_at.isoformat()}
         return [_fingerprint(d.site, d.source, d.label), d.site, d.source, d.label, d.modality, repr(float(d.score)),
                 d.input_seq if d.input_seq is not None else -1, int(d.captured_at.timestamp() * 1000), d.id,

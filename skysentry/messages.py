@@ -422,8 +422,24 @@ class ModelAnnouncement(Contract):
     card_uri: str | None = None
 
 
+class EvidenceMedia(Contract):
+    """Signed links to the stored evidence of an alert (version 1.1), served by ``skysentry
+    console``. Each works until ``expires_at``; a changed character makes it refused. A link
+    is absent when that file could not be made (the frame had left ``sensor.frames``, or too
+    few frames for a clip)."""
+
+    snapshot: str | None = Field(None, description="vision: the evidence frame as a JPEG with the boxes and labels "
+                                 "drawn")
+    frame: str | None = Field(None, description="vision: the original frame, the JPEG as the camera sent it")
+    clip: str | None = Field(None, description="vision: an animated GIF of the frames around it")
+    audio: str | None = Field(None, description="audio: the window as a 16-bit PCM WAV file")
+    spectrogram: str | None = Field(None, description="audio: its log-mel spectrogram as a PNG")
+    expires_at: AwareDatetime = Field(description="when the links stop working")
+
+
 class WebhookEvidence(Contract):
-    """The strongest detection behind an alert: enough to find the frame or audio window."""
+    """The strongest detection behind an alert: enough to find the frame or audio window,
+    and (version 1.1) its boxes and signed links to the stored evidence."""
 
     detection_id: str | None = None
     input_event_id: str | None = None
@@ -433,16 +449,22 @@ class WebhookEvidence(Contract):
     model: str | None = Field(None, description="model name and version, space-separated")
     box: list[float] | None = Field(None, description="x1, y1, x2, y2 (normalised) of the best box, vision only")
     captured_at: AwareDatetime | None = None
+    boxes: list[Box] | None = Field(None, description="version 1.1: every box of that detection, vision only")
+    media: EvidenceMedia | None = Field(None, description="version 1.1: signed links to the stored evidence; "
+                                        "absent when none was stored or links are off")
 
 
 class WebhookBody(Contract):
     """The JSON body of a webhook notification (the webhook channel, alerting/channels/webhook.py),
     signed as docs/contracts.md says. Deduplicate by `idempotency_key` (also the
-    Idempotency-Key header): it is the same on every retry and never reused."""
+    Idempotency-Key header): it is the same on every retry and never reused. Version "1.1"
+    adds `evidence.boxes` and `evidence.media` (links to the stored evidence); a reader of
+    "1" that ignores fields it does not know reads it unchanged."""
 
     SCHEMA_NAME: ClassVar[str] = "skysentry.webhook.v1"
 
-    version: Literal["1"]
+    version: Literal["1.1"] = Field(description='"1.1": the major version is the schema\'s name (v1); a minor '
+                                    'version only adds optional fields')
     idempotency_key: str
     event: Literal["firing", "repeat", "resolved"]
     escalated: bool = Field(description="a repeat sent early because the severity went up")

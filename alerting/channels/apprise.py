@@ -25,6 +25,8 @@ _TYPES = {"firing": apprise_lib.NotifyType.FAILURE, "repeat": apprise_lib.Notify
 class AppriseConfig(ChannelSettings):
     type: Literal["apprise"] = "apprise"
     urls: list[SecretStr] = Field(min_length=1)
+    attach: bool = Field(True, description="attach the boxed frame (or the spectrogram) when the alert has "
+                         "stored evidence; Apprise fetches it from the console's signed link")
 
 
 class AppriseChannel(Channel):
@@ -51,7 +53,9 @@ class AppriseChannel(Channel):
         client = self._clients.get(index)
         if client is None:
             raise DeliveryError(f"{self.name}: no urls[{index}] in the current config", retryable=False)
+        media = n.evidence.media if n.evidence else None
+        attach = [u for u in (media.snapshot, media.spectrogram) if u] if media and self.config.attach else None
         result = await client.async_notify(body=n.text(), title=n.title(), notify_type=_TYPES[n.event],
-                                           timeout=self.config.timeout)
+                                           timeout=self.config.timeout, attach=attach or None)
         if not result:
             raise DeliveryError(f"{self.name}: Apprise could not deliver to urls[{index}] ({result.status})")

@@ -1,7 +1,9 @@
 """Slack incoming webhook: a Block Kit message an operator reads at a glance.
 
 Header (what happened), a field grid (what, where, confidence, first seen), and a context
-line with the evidence (model, detection id, best box) and the idempotency key. The webhook
+line with the evidence (model, detection id, best box, links to the stored evidence) and the
+idempotency key; with stored evidence, an image block shows the boxed frame (or the
+spectrogram), fetched by Slack from the console's signed link. The webhook
 URL is the credential, so it is a secret: set it from the environment
 (``SKYSENTRY_ALERTING__CHANNELS__<NAME>__URL``).
 """
@@ -55,14 +57,25 @@ def message_of(n: Notification) -> dict:
             evidence.append(f"{'frame' if e.modality == 'vision' else 'window'} `{e.input_event_id}`")
         if e.box:
             evidence.append("box " + ", ".join(f"{v:.2f}" for v in e.box))
+    media = n.evidence.media if n.evidence else None
+    if media is not None:
+        evidence += [f"<{url}|{name}>" for name in ("snapshot", "frame", "clip", "audio", "spectrogram")
+                     if (url := getattr(media, name))]
     evidence.append(f"{len(a.detection_ids)} detection(s)")
     evidence.append(f"key `{n.idempotency_key}`")
     blocks = [
         {"type": "header", "text": {"type": "plain_text", "text": f"{emoji} {n.title()}"[:150], "emoji": True}},
         {"type": "section", "text": {"type": "mrkdwn", "text": a.summary[:3000]}},
         {"type": "section", "fields": fields},
-        {"type": "context", "elements": [{"type": "mrkdwn", "text": ("Evidence: " + " · ".join(evidence))[:3000]}]},
     ]
+    picture = media and (media.snapshot or media.spectrogram)
+    if picture:  # Slack fetches it from the console: public_url must be reachable from Slack
+        what = "boxed frame" if media.snapshot else "log-mel spectrogram"
+        blocks.append({"type": "image", "image_url": picture,
+                       "alt_text": f"{what} of {n.evidence.source} at {iso(n.evidence.captured_at)}"[:2000]
+                       if n.evidence.captured_at else what})
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn",
+                                                     "text": ("Evidence: " + " · ".join(evidence))[:3000]}]})
     return {"text": f"{n.title()} — {a.summary}", "blocks": blocks}
 
 

@@ -3,7 +3,9 @@ with form fields ``To``, ``From`` (or ``MessagingServiceSid``) and ``Body``, HTT
 (account SID, auth token). ``base_url`` is configurable for regional edges and for tests.
 
 Each phone number is its own delivery target, so a retry after one number failed never texts
-the others twice. The text is one SMS segment (160 characters).
+the others twice. The text is one SMS segment (160 characters). With ``mms: true`` the message
+is an MMS carrying the alert's boxed frame (``MediaUrl``: the signed evidence link, which
+Twilio fetches from the console's ``public_url``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ class TwilioConfig(ChannelSettings):
     messaging_service_sid: str | None = None
     to: list[str] = Field(min_length=1)
     max_chars: int = Field(160, ge=20, le=1600)
+    mms: bool = Field(False, description="send MMS: the boxed frame (or the spectrogram) as MediaUrl when the "
+                      "alert has stored evidence; a route asks for pictures by naming a channel with mms: true")
 
     model_config = {"populate_by_name": True, "serialize_by_alias": True}
 
@@ -45,6 +49,9 @@ class TwilioChannel(HttpChannel):
     async def send(self, n: Notification) -> None:
         c = self.config
         form = {"To": n.target or c.to[0], "Body": n.short_text(c.max_chars)}
+        media = n.evidence.media if n.evidence else None
+        if c.mms and media is not None and (media.snapshot or media.spectrogram):
+            form["MediaUrl"] = media.snapshot or media.spectrogram  # Twilio fetches it from the console
         if c.messaging_service_sid:
             form["MessagingServiceSid"] = c.messaging_service_sid
         else:

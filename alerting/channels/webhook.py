@@ -12,7 +12,9 @@ Request::
 A receiver verifies with :func:`verify_signature` (or the same three lines in any language):
 recompute the HMAC over the timestamp header, a dot and the raw body; compare in constant
 time; reject timestamps older than a few minutes (replay protection); and drop a repeated
-``Idempotency-Key``. A key is never reused for another notification — not by a later alert
+``Idempotency-Key``. ``evidence.media`` (version 1.1) holds signed links to the stored
+snapshot, frame and clip (vision) or WAV and spectrogram (audio), served by ``skysentry
+console`` (alerting/evidence.py). A key is never reused for another notification — not by a later alert
 at the same camera, not after the alerting's Redis lost its data, not by another deployment
 (alerting/ids.py) — so dropping repeats never drops a real incursion. ``alert.alert_id``
 groups one incursion's firing, repeats and resolved.
@@ -66,7 +68,7 @@ def verify_signature(secret: str | bytes, timestamp: str | None, body: bytes, si
 
 def body_of(n: Notification) -> bytes:
     doc = {
-        "version": "1",
+        "version": "1.1",
         "idempotency_key": n.idempotency_key,
         "event": n.event,
         "escalated": n.escalated,
