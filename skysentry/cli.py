@@ -31,6 +31,7 @@ app.add_typer(topics_app, name="topics")
 def _mount_services() -> None:
     """Each service owns its sub-commands; they are mounted here and nowhere else."""
     from alerting.cli import app as alert_app
+    from console.cli import app as console_app
     from deploy.local.cli import app as stack_app
     from detectors.cli import app as detect_app
     from producers.synthetic_cli import app as synth_app
@@ -43,6 +44,7 @@ def _mount_services() -> None:
     app.add_typer(alert_app, name="alert", help="Run alerting; manage silences; test channels.")
     app.add_typer(detect_app)  # no name: its one command, `detect`, sits at the top level
     app.add_typer(trainer_app)  # no name: `train`, `eval`, `retrain` sit at the top level
+    app.add_typer(console_app)  # no name: `console` sits at the top level
 
 
 # What each command's exit status means, shown at the end of its --help. Kept here, beside the
@@ -59,6 +61,7 @@ EXIT_STATUS: dict[str, str] = {
     "topics describe": f"0 shown; {KAFKA_DOWN}",
     "tail": f"0 --max reached, --timeout-s without a record, or Ctrl-C; {KAFKA_DOWN}",
     "schemas": "0 printed or written",
+    "console": "0 stopped by SIGTERM/SIGINT; 2 bad configuration; 1 the port could not be bound",
     "capacity": "0 printed; 2 no measured JPEG size in bench/results (run bench/scale.py)",
     "settings": "0 printed or written",
     "stack up": "0 Kafka and Redis answer; 1 a server did not start (the message says why)",
