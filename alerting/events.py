@@ -9,6 +9,7 @@ Consumers deduplicate by ``ce_id`` and group an incursion's events by ``alert_id
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timezone
 
 from aiokafka import AIOKafkaProducer
@@ -32,15 +33,29 @@ class AlertsTopicChannel(Channel):
         self.producer = producer
         self.topic = topic
         self.source_name = source_name
+        # Records handed to the client and not yet acknowledged, by idempotency key. The delivery
+        # stage gives up on an attempt after its timeout, but the record stays in the client's
+        # buffer and is written when the broker answers again: a retry that sent it anew wrote the
+        # event twice (a 20 s broker freeze gave four copies of one firing). A retry waits for the
+        # record already in flight instead, and sends again only once that one has failed.
+        self._in_flight: dict[str, asyncio.Future] = {}
 
     async def send(self, n: Notification) -> None:
-        value, headers = encode_structured(n.alert, source=self.source_name, id=n.idempotency_key,
-                                           time=n.decided_at)
+        key = n.idempotency_key
+        sent = self._in_flight.get(key)
+        if sent is None or (sent.done() and (sent.cancelled() or sent.exception() is not None)):
+            value, headers = encode_structured(n.alert, source=self.source_name, id=key, time=n.decided_at)
+            try:
+                sent = await self.producer.send(self.topic, value=value, key=n.alert.fingerprint.encode(),
+                                                headers=headers)
+            except KafkaError as exc:
+                raise DeliveryError(f"alerts topic {self.topic}: {type(exc).__name__}: {exc}") from None
+            self._in_flight[key] = sent
         try:
-            await self.producer.send_and_wait(self.topic, value=value, key=n.alert.fingerprint.encode(),
-                                              headers=headers)
+            await asyncio.shield(sent)  # a timed-out attempt leaves the record in flight for the next one
         except KafkaError as exc:
             raise DeliveryError(f"alerts topic {self.topic}: {type(exc).__name__}: {exc}") from None
+        self._in_flight.pop(key, None)
 
 
 def ms_to_dt(ms: int) -> datetime:
