@@ -161,3 +161,14 @@ def test_the_partitioner_is_stated_for_librdkafka_clients(doc):
     assert "murmur2" in text and "partitioner=murmur2_random" in text
     key = doc["components"]["schemas"]["sourceKey"]["description"]
     assert "murmur2_random" in key
+
+
+def test_the_document_version_is_the_newest_in_the_contracts_changelog(doc):
+    """A change of the contract bumps info.version and says what changed and how to migrate."""
+    page = (Path(__file__).resolve().parents[2] / "docs" / "contracts.md").read_text()
+    section = page[page.index("## Versions of this document"):]
+    section = section[:section.index("\n## ", 5)]
+    versions = re.findall(r"^- \*\*(\d+\.\d+\.\d+)\*\*", section, flags=re.M)
+    assert versions, "docs/contracts.md has no version list"
+    assert doc["info"]["version"] == versions[0], (doc["info"]["version"], versions)
+    assert versions == sorted(versions, key=lambda v: tuple(map(int, v.split("."))), reverse=True)
