@@ -33,6 +33,7 @@ from aiokafka import TopicPartition
 
 from alerting.evidence import FILES, META, EvidenceSettings, EvidenceStore, signed_url
 from alerting.notification import Evidence
+from skysentry.mel import mel_filterbank
 from skysentry.bus import make_consumer, partition_for
 from skysentry.config import KafkaSettings, TopicSettings
 from skysentry.messages import Box, ContractError, EvidenceMedia, FrameEvent, decode_audio, decode_frame
@@ -279,24 +280,6 @@ def wav_bytes(pcm: np.ndarray, samplerate: int) -> bytes:
         w.setframerate(samplerate)
         w.writeframes(np.asarray(pcm, dtype="<i2").tobytes())
     return buf.getvalue()
-
-
-def mel_filterbank(n_mels: int, n_fft: int, sample_rate: int, fmin: float, fmax: float) -> np.ndarray:
-    """HTK-style triangular mel filters ``[n_mels, n_fft // 2 + 1]`` (the audio model's own
-    front-end uses the same bands: 64 mels, 50 Hz to 8 kHz, n_fft 512, hop 160 at 16 kHz)."""
-    def to_mel(f):
-        return 2595.0 * np.log10(1.0 + np.asarray(f) / 700.0)
-
-    def to_hz(m):
-        return 700.0 * (10 ** (np.asarray(m) / 2595.0) - 1.0)
-
-    freqs = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
-    hz = to_hz(np.linspace(to_mel(fmin), to_mel(fmax), n_mels + 2))
-    fb = np.zeros((n_mels, freqs.size))
-    for i in range(n_mels):
-        lo, c, hi = hz[i], hz[i + 1], hz[i + 2]
-        fb[i] = np.clip(np.minimum((freqs - lo) / max(c - lo, 1e-9), (hi - freqs) / max(hi - c, 1e-9)), 0, None)
-    return fb
 
 
 def log_mel(pcm: np.ndarray, samplerate: int, *, n_mels: int = 64) -> np.ndarray:
