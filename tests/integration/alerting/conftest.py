@@ -47,6 +47,18 @@ def own_redis(tmp_path):
 
 
 @pytest.fixture
+def own_stack(tmp_path):
+    """A Kafka and a Redis of this test alone (started by the local stack's own code), for
+    drills that stop, freeze or kill the broker."""
+    state = tmp_path / "own-stack"
+    info = local_stack.up(state, kafka_port=0, redis_port=0, use_env=False)
+    try:
+        yield info
+    finally:
+        local_stack.down(state)
+
+
+@pytest.fixture
 def receiver() -> RecordingReceiver:
     with RecordingReceiver() as rx:
         yield rx

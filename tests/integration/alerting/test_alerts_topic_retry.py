@@ -15,24 +15,12 @@ import pytest
 
 from alerting.events import AlertsTopicChannel
 from alerting.notification import Notification
-from deploy.local import stack as local_stack
 from skysentry.bus import make_consumer, make_producer
 from skysentry.config import KafkaSettings, TopicSettings
 from skysentry.messages import Alert
 from skysentry.topics import ensure_topics
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def own_stack(tmp_path):
-    """A Kafka of this test alone: it is frozen (SIGSTOP)."""
-    state = tmp_path / "own-stack"
-    info = local_stack.up(state, kafka_port=0, redis_port=0, use_env=False)
-    try:
-        yield info
-    finally:
-        local_stack.down(state)
 
 
 def firing(key: str) -> Notification:

@@ -30,17 +30,6 @@ pytestmark = pytest.mark.integration
 GRACE_S = 3.0
 
 
-@pytest.fixture
-def own_stack(tmp_path):
-    """A Kafka and a Redis of this test alone (started by the local stack's own code)."""
-    state = tmp_path / "own-stack"
-    info = local_stack.up(state, kafka_port=0, redis_port=0, use_env=False)
-    try:
-        yield info
-    finally:
-        local_stack.down(state)
-
-
 def _start(config: Path, log: Path) -> subprocess.Popen:
     with log.open("ab") as out:
         return subprocess.Popen([sys.executable, "-m", "alerting", "run", "--config", str(config)],
