@@ -77,8 +77,7 @@ from producers.microphone import Windower, file_blocks, synthetic_blocks  # noqa
 from skysentry.bus import make_consumer, make_producer  # noqa: E402
 from skysentry.config import CameraSettings, MicrophoneSettings  # noqa: E402
 from skysentry.messages import AudioEvent, FrameEvent, encode_audio, encode_frame  # noqa: E402
-from skysentry.service import ServiceProcess  # noqa: E402
-from stream_processors.testing import create_topics, isolated_settings  # noqa: E402
+from stream_processors.testing import ProcessorProcess, create_topics, isolated_settings  # noqa: E402
 
 PARTITIONS = 6
 SOURCES = 12  # two per partition
@@ -220,22 +219,6 @@ class Counter:
         return self.by_source.get(source, [])
 
 
-class Processor(ServiceProcess):
-    """``skysentry process <modality> --config <yaml>``, the command as deployed."""
-
-    def __init__(self, settings, modality: str, workdir: Path, name: str) -> None:
-        import yaml
-
-        config = workdir / f"{name}.yaml"
-        doc = settings.model_dump(mode="json", include={"kafka", "topics", f"{modality}_processor"})
-        doc["kafka"].pop("sasl_password", None)
-        doc["metrics"] = {"enabled": False}
-        doc["log"] = {"level": "INFO", "json": True}
-        config.write_text(yaml.safe_dump(doc))
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SKYSENTRY_")}
-        super().__init__(name, ["skysentry.cli", "process", modality], config, env=env, cwd=ROOT)
-
-
 # -- one configuration ------------------------------------------------------------------------
 
 
@@ -257,7 +240,7 @@ class Group:
                 update={"group_id": f"{getattr(base, f'{modality}_processor').group_id}-{suffix}",
                         "source": self.sources[i]})
             settings = self.settings.model_copy(update={f"{modality}_processor": section})
-            self.procs.append(Processor(settings, modality, workdir, f"{modality}-{suffix}-p{i}"))
+            self.procs.append(ProcessorProcess(settings, modality, workdir, f"{modality}-{suffix}-p{i}", deployed=True))
 
     async def start(self) -> None:
         await create_topics(self.settings)

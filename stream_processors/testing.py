@@ -189,9 +189,12 @@ def old(seconds: float) -> datetime:
 
 class ProcessorProcess(ServiceProcess):
     """``python -m stream_processors <modality> --config <yaml>`` in a subprocess, from a
-    config written for it; tests and benches wait on its logged partition assignments."""
+    config written for it; tests and benches wait on its logged partition assignments.
+    ``deployed``: run it as deployments do, ``skysentry process <modality>``, from the
+    repository root."""
 
-    def __init__(self, settings: ProcessorSettings, modality: str, workdir: Path, name: str) -> None:
+    def __init__(self, settings: ProcessorSettings, modality: str, workdir: Path, name: str, *,
+                 deployed: bool = False) -> None:
         config = workdir / f"{name}.yaml"
         doc = settings.model_dump(mode="json", include={"kafka", "topics", f"{modality}_processor"})
         doc["kafka"].pop("sasl_password", None)
@@ -199,4 +202,8 @@ class ProcessorProcess(ServiceProcess):
         doc["log"] = {"level": "INFO", "json": True}
         config.write_text(yaml.safe_dump(doc))
         env = {k: v for k, v in os.environ.items() if not k.startswith("SKYSENTRY_")}
-        super().__init__(name, ["stream_processors", modality], config, env=env, cwd=Path.cwd())
+        if deployed:
+            super().__init__(name, ["skysentry.cli", "process", modality], config, env=env,
+                             cwd=Path(__file__).resolve().parents[1])
+        else:
+            super().__init__(name, ["stream_processors", modality], config, env=env, cwd=Path.cwd())
