@@ -38,7 +38,13 @@ from detectors.card import ModelCard
 # that clip), drone_audio_alemadi window F1 0.796 at the validation threshold 0.46 (ROC-AUC
 # 0.986; below its 0.9 floor: sirens, insects, engines, a cat), droneprint recall 1.00.
 AUDIO_DATA = ("drone_audio_alemadi", "ddd_audio")
-AUDIO = dict(epochs=30, patience=30, synthetic_clips=160, width=12, lr=3e-3, epoch_windows=None, hard_repeat=1,
+# ESC-50 hard negatives (helicopter, airplane, engine, chainsaw, insects, siren, train, ...) seen 3x per
+# epoch (hard_repeat=3): tried before issue 11 it cost outdoor recall (droneprint 0.683), since only
+# indoor drones were positives; with ddd_audio's outdoor drones in training, validation (never test)
+# says better: best-epoch selection score 1.069 vs 1.063, val F1 0.969 vs 0.964, real-window AP
+# 0.998 vs 0.992, ROC-AUC 0.998 vs 0.993, ddd_audio val clips 9/9 right (window F1 0.983 vs 1.00),
+# droneprint recall 0.95 vs 1.00 (gate 0.9 held). Chosen on those before the test split was measured.
+AUDIO = dict(epochs=30, patience=30, synthetic_clips=160, width=12, lr=3e-3, epoch_windows=None, hard_repeat=3,
              select_on="all", threshold_on="all", repeat={"ddd_audio": 2}, field_pool=("ddd_audio/background",),
              field_mix=0.5)
 VISION = dict(epochs=10, patience=4, frame_step=10, val_frame_step=15, epoch_samples=2500, lr=3e-3, crop_label_step=5,
