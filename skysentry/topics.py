@@ -13,6 +13,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
     CoordinatorLoadInProgressError,
     GroupCoordinatorNotAvailableError,
+    NodeNotReadyError,
     NotCoordinatorForGroupError,
     TopicAlreadyExistsError,
 )
@@ -69,7 +70,10 @@ async def ensure_topics(kafka: KafkaSettings, topics: TopicSettings, timeout_s: 
         await admin.close()
 
 
-_COORDINATOR_PENDING = (GroupCoordinatorNotAvailableError, NotCoordinatorForGroupError, CoordinatorLoadInProgressError)
+# NodeNotReadyError: the coordinator's node was just (re)started and the client's connection to it
+# is still being made (a cluster node back from a restart).
+_COORDINATOR_PENDING = (GroupCoordinatorNotAvailableError, NotCoordinatorForGroupError, CoordinatorLoadInProgressError,
+                        NodeNotReadyError)
 
 
 async def _wait_for_coordinators(admin: AIOKafkaAdminClient, groups: list[str], timeout_s: float) -> None:
