@@ -318,6 +318,8 @@ async def decisions(settings: Settings, name: str, watcher: Watcher, producers) 
     windows as were published, and no input has two different detections. Returns problems."""
     from aiokafka.admin import AIOKafkaAdminClient
 
+    from aiokafka.errors import KafkaError
+
     problems: list[str] = []
     groups = group_ids(name)
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka.bootstrap_servers)
@@ -327,13 +329,19 @@ async def decisions(settings: Settings, name: str, watcher: Watcher, producers) 
     try:
         for modality, topic in (("vision", settings.topics.frames), ("audio", settings.topics.audio)):
             parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-            ends = await consumer.end_offsets(parts)
-            deadline = time.monotonic() + 20  # the last commit is at most commit_interval_s behind
-            while True:
-                committed = await admin.list_consumer_group_offsets(groups[modality])
+            deadline = time.monotonic() + 30  # the last commit is at most commit_interval_s behind
+            behind: dict | str = "not read"
+            while time.monotonic() < deadline:
+                try:  # a node just restarted by the drill may not answer yet
+                    ends = await consumer.end_offsets(parts)
+                    committed = await admin.list_consumer_group_offsets(groups[modality])
+                except KafkaError as exc:
+                    behind = f"not read ({type(exc).__name__})"
+                    await asyncio.sleep(1.0)
+                    continue
                 behind = {tp.partition: ends[tp] - (committed[tp].offset if tp in committed else 0)
                           for tp in parts if ends[tp] > (committed[tp].offset if tp in committed else 0)}
-                if not behind or time.monotonic() > deadline:
+                if not behind:
                     break
                 await asyncio.sleep(0.5)
             if behind:
@@ -341,7 +349,9 @@ async def decisions(settings: Settings, name: str, watcher: Watcher, producers) 
     finally:
         await consumer.stop()
         await admin.close()
-    published = {("vision", CAMERA): producers[0].seq, ("audio", MIC): producers[1].seq}
+    # what reached the broker (a camera drops frames it could not deliver while the broker was away)
+    published = {("vision", CAMERA): producers[0].publisher.stats.published,
+                 ("audio", MIC): producers[1].publisher.stats.published}
     deadline = time.monotonic() + 10  # a summary goes out about once a second
     while time.monotonic() < deadline and any(watcher.seen.decided[k] < n for k, n in published.items()):
         await asyncio.sleep(0.25)
@@ -742,12 +752,15 @@ async def test_cluster_one_node_stays_down(cluster, toy, tmp_path):
 
     async def fault(drill: Drill, passes: int) -> None:
         start, _ = drill.last_pass(passes)
-        await drill.until(start - 3.0)  # down before the last pass and for the rest of the drill
+        # mid-pass, and down for the rest of the drill. (Killed in the gap before the pass, it
+        # silenced the sensors' reports just as the first pass's alert was due to resolve; the
+        # alerting rightly held it open, and the next pass joined it as one alert.)
+        await drill.until(start + 1.0)
         await asyncio.to_thread(local_cluster.stop_node, drill.state_dir, 2, kill=True)
 
     try:
         out, _ = await run_drill("cluster: one node down for good", cluster.bootstrap_servers, cluster.redis_url,
-                                 tmp_path, toy, fault=fault, state_dir=cluster.state_dir, replication=3, tail=20.0)
+                                 tmp_path, toy, fault=fault, state_dir=cluster.state_dir, replication=3, tail=30.0)
     finally:
         _restore(cluster.state_dir)
     check(out)
