@@ -23,13 +23,14 @@ help: ## list the targets
 setup: system-deps $(SERVING) ## venv with the package (serving: no torch), Redis, PortAudio
 setup-full: system-deps $(FULL) ## setup plus the dev and train extras (pytest, PyTorch)
 
-system-deps: ## from Debian, when missing: redis-server, libportaudio2, kcat (the contract kit's foreign client), and for the live-source tests ffmpeg (an RTSP publisher) and PulseAudio with its ALSA plugin
+system-deps: ## from Debian, when missing: redis-server, libportaudio2, kcat (the contract kit's foreign client), for the live-source tests ffmpeg (an RTSP publisher) and PulseAudio with its ALSA plugin, and for the console's browser tests chromium and chromium-driver
 	@if ! command -v redis-server >/dev/null || ! command -v kcat >/dev/null || ! ldconfig -p | grep -q libportaudio.so.2 \
 	    || ! command -v ffmpeg >/dev/null || ! command -v pulseaudio >/dev/null || ! command -v paplay >/dev/null \
-	    || ! ls /usr/lib/*/alsa-lib/libasound_module_pcm_pulse.so >/dev/null 2>&1; then \
-	  echo "installing redis-server, libportaudio2, kcat, ffmpeg, pulseaudio, pulseaudio-utils, libasound2-plugins (apt-get)"; \
+	    || ! ls /usr/lib/*/alsa-lib/libasound_module_pcm_pulse.so >/dev/null 2>&1 \
+	    || ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	  echo "installing redis-server, libportaudio2, kcat, ffmpeg, pulseaudio, pulseaudio-utils, libasound2-plugins, chromium, chromium-driver (apt-get)"; \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq redis-server libportaudio2 kcat \
-	    ffmpeg pulseaudio pulseaudio-utils libasound2-plugins >/dev/null; \
+	    ffmpeg pulseaudio pulseaudio-utils libasound2-plugins chromium chromium-driver >/dev/null; \
 	fi
 	@command -v java >/dev/null || { echo "Java 17+ is needed for the local Kafka broker"; exit 1; }
 	@command -v mvn >/dev/null || { echo "Maven is needed to fetch Kafka's jars from Maven Central"; exit 1; }
