@@ -8,8 +8,11 @@
    beside them two real field clips from ``samples/`` (a drone and a bird filmed outdoors),
    each its own camera (``field-drone``, ``field-bird``) at 5 fps in real time, looping;
 4. show what flows: frames, audio windows, detections, alerts, and the notifications that
-   reach the loopback stand-ins for the webhook, Slack and SMS;
-5. stop the producers, wait for the alerts to resolve, stop the services and print each
+   reach the loopback stand-ins for the webhook, Slack and SMS; meanwhile the operator console
+   (``skysentry console``, its URL printed at the start: 127.0.0.1:8090, or a free port when
+   8090 is taken) shows the same run in a browser: the live wall, the alerts with their
+   evidence, silences, health;
+5. stop the producers, wait for the alerts to resolve, stop the services (the console too) and print each
    alert's lineage, the measured latencies and, per field clip, what was detected and
    whether it alerted (a drone detector should alert on the drone and not on the bird).
 
@@ -33,7 +36,8 @@ from rich.table import Column, Table
 from alerting.testing import RecordingReceiver
 from deploy.local import stack
 from deploy.local.latency import Breakdown
-from deploy.local.pipeline import FieldClip, FieldResult, Observed, RunReport, group_ids, run_pipeline, sample_clips
+from deploy.local.pipeline import CONSOLE_PORT, FieldClip, FieldResult, Observed, RunReport, free_port, group_ids, \
+    run_pipeline, sample_clips
 from skysentry.config import Settings
 from skysentry.logs import setup_logging
 from skysentry.topics import ensure_topics
@@ -222,11 +226,15 @@ async def demo(seconds: float, field_clips: bool = True) -> RunReport:
                         "(a fresh broker takes a few seconds)…"):
         await ensure_topics(settings.kafka, settings.topics, groups=tuple(group_ids().values()))
     clips = tuple(sample_clips()) if field_clips else ()
+    port = free_port(preferred=CONSOLE_PORT)
+    console.print(f"Console [bold]http://127.0.0.1:{port}/[/]   (live wall, alerts with evidence, silences, health; "
+                  "open it in a browser once the services are up; it stops with the demo)")
     with RecordingReceiver() as receiver, Live(console=console, refresh_per_second=4) as live:
         def tick(seen: Observed, elapsed: float, phase: str) -> None:
             live.update(render(seen, receiver, elapsed, phase, clips, settings.camera.camera_id))
 
-        report = await run_pipeline(settings, receiver, WORKDIR, seconds=seconds, field_clips=clips, on_tick=tick)
+        report = await run_pipeline(settings, receiver, WORKDIR, seconds=seconds, field_clips=clips,
+                                    console_port=port, on_tick=tick)
     summarise(report)
     return report
 

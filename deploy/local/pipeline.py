@@ -14,7 +14,12 @@ Beside the synthetic sources, a run can stream real field clips (``samples/``: a
 bird filmed outdoors), each as its own camera at the camera's default 5 fps, looping; the
 :meth:`RunReport.field_report` says per clip what was sent, seen and alerted.
 
-Used by ``make demo`` (:mod:`deploy.local.demo`) and by ``tests/e2e``.
+With ``console_port``, the run also starts ``skysentry console`` on 127.0.0.1 (the operator's
+page: live wall, alerts with their evidence, silences, health) from the same config, with the
+evidence links signed by a secret of the run and pointing at it; :func:`start_console` is the
+same start for the console's browser tests.
+
+Used by ``make demo`` (:mod:`deploy.local.demo`), ``tests/e2e`` and ``tests/browser``.
 """
 
 from __future__ import annotations
@@ -23,7 +28,10 @@ import asyncio
 import csv
 import os
 import secrets
+import socket
 import time
+import urllib.error
+import urllib.request
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -48,6 +56,9 @@ SAMPLES = ROOT / "samples"
 FIELD_SITE = "field"  # its own site: a field clip is never corroborated by, or muted with, the synthetic mic
 WEBHOOK_SECRET_ENV = "SKYSENTRY_ALERTING__CHANNELS__WEBHOOK__SECRET"
 TWILIO_TOKEN_ENV = "SKYSENTRY_ALERTING__CHANNELS__SMS__AUTH_TOKEN"
+EVIDENCE_SECRET_ENV = "SKYSENTRY_EVIDENCE__SECRET"  # signs the evidence links (alerting) and checks them (console)
+CONSOLE_TOKEN_ENV = "SKYSENTRY_CONSOLE__TOKEN"  # the console's login beyond loopback
+CONSOLE_PORT = 8090  # the console's default port (console.port)
 
 
 # -- configuration ---------------------------------------------------------------------------
@@ -271,6 +282,46 @@ def _record_time(record) -> datetime | None:
     return datetime.fromtimestamp(ts / 1000, timezone.utc) if isinstance(ts, int) and ts > 0 else None
 
 
+# -- the console -----------------------------------------------------------------------------
+
+
+def free_port(host: str = "127.0.0.1", preferred: int | None = None) -> int:
+    """``preferred`` when nothing listens on it at ``host``, else a port the system calls free."""
+    for port in ((preferred,) if preferred else ()) + (0,):
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return s.getsockname()[1]
+    raise OSError(f"no free port on {host}")
+
+
+def start_console(config: Path, *, host: str = "127.0.0.1", port: int, env: dict[str, str],
+                  log_path: Path | None = None, timeout_s: float = 60.0) -> ServiceProcess:
+    """``python -m console --host H --port P --config FILE`` (the same as ``skysentry console``)
+    as a child process, returned once it answers HTTP; raises with its log when it exits or
+    does not answer within ``timeout_s``."""
+    svc = ServiceProcess("console", ["console", "--host", host, "--port", str(port)], config, env=env,
+                         log_path=log_path, cwd=ROOT).start()
+    url = f"http://{host}:{port}/healthz"
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return svc
+        except urllib.error.HTTPError:
+            return svc  # it answers (beyond loopback /healthz may ask for credentials)
+        except OSError:
+            pass
+        if svc.proc.poll() is not None:
+            raise RuntimeError(f"console exited with status {svc.proc.returncode}:\n{svc.tail(30)}")
+        if time.monotonic() > deadline:
+            svc.stop()
+            raise TimeoutError(f"console: no answer at {url} within {timeout_s:.0f}s:\n{svc.tail()}")
+        time.sleep(0.2)
+
+
 # -- the run ---------------------------------------------------------------------------------
 
 
@@ -367,20 +418,25 @@ class RunReport:
 
 async def run_pipeline(settings: Settings, receiver: RecordingReceiver, workdir: Path, *, seconds: float,
                        name: str = "demo", resolve_wait_s: float = 15.0, start_timeout_s: float = 180.0,
-                       field_clips: Sequence[FieldClip] = (), synthetic: bool = True,
+                       field_clips: Sequence[FieldClip] = (), synthetic: bool = True, console_port: int | None = None,
                        on_tick: Callable[[Observed, float, str], None] = lambda seen, elapsed, phase: None,
                        ) -> RunReport:
-    """Start the services, stream the synthetic camera and microphone (unless ``synthetic`` is
-    false) and each of ``field_clips`` as its own camera for ``seconds``, wait for the alerts
-    to resolve, stop everything; return what was seen."""
+    """Start the services (and, with ``console_port``, the console on 127.0.0.1:``console_port``),
+    stream the synthetic camera and microphone (unless ``synthetic`` is false) and each of
+    ``field_clips`` as its own camera for ``seconds``, wait for the alerts to resolve, stop
+    everything; return what was seen."""
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "skysentry.yaml"
     doc = pipeline_config(settings.kafka.bootstrap_servers, settings.redis.url.get_secret_value(), receiver,
                           topics=settings.topics, name=name)
+    if console_port is not None:  # notifications link to the evidence the console serves
+        doc["evidence"] = {"public_url": f"http://127.0.0.1:{console_port}"}
     config.write_text(yaml.safe_dump(doc, sort_keys=False))
     secret = secrets.token_hex(16)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SKYSENTRY_")}
     env.update({WEBHOOK_SECRET_ENV: secret, TWILIO_TOKEN_ENV: secret, "PYTHONUNBUFFERED": "1"})
+    if console_port is not None:
+        env[EVIDENCE_SECRET_ENV] = secrets.token_hex(16)
     services = {key: ServiceProcess(name, args, config, env=env, log_path=workdir / f"{key}.log", cwd=ROOT)
                 for key, name, args in (("vision", "vision processor", ["stream_processors", "vision"]),
                                         ("audio", "audio processor", ["stream_processors", "audio"]),
@@ -402,6 +458,10 @@ async def run_pipeline(settings: Settings, receiver: RecordingReceiver, workdir:
                 await asyncio.wait(waiting, timeout=0.25)
             for t in waiting:
                 t.result()  # raise why a service did not start
+            if console_port is not None:
+                on_tick(watcher.seen, time.monotonic() - t0, "starting the console")
+                services["console"] = await asyncio.to_thread(
+                    start_console, config, port=console_port, env=env, log_path=workdir / "console.log")
 
             stop = asyncio.Event()
             producing = [asyncio.create_task(p.run(stop)) for p in producers.values()]
