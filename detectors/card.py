@@ -39,6 +39,19 @@ class Thresholds(BaseModel):
     nms_iou: float = Field(0.45, ge=0, le=1)
 
 
+class Temporal(BaseModel):
+    """How a vision model's frame score is smoothed over a camera's consecutive frames
+    (:mod:`detectors.tracking`): each candidate box's drone probability is averaged with those
+    of the candidates it overlaps in the previous ``frames - 1`` frames. The report threshold
+    was chosen with this smoothing, so it travels with the model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    frames: int = Field(1, ge=1, le=30, description="frames averaged per candidate track (1: no smoothing)")
+    link_iou: float = Field(0.05, gt=0, le=1, description="IoU that links a candidate to one of the previous frame")
+    max_gap_s: float = Field(2.0, gt=0, description="a longer gap between two frames of a source starts afresh")
+
+
 class DataProvenance(BaseModel):
     name: str
     files: int | None = None
@@ -56,6 +69,7 @@ class ModelCard(BaseModel):
     input: InputSpec
     outputs: list[str] = ["score"]  # "score" [batch]; optionally "boxes" [batch, k, 4] + "box_scores" [batch, k]
     thresholds: Thresholds = Thresholds()
+    temporal: Temporal | None = None  # vision: the frame score's smoothing over frames (None: none)
     metrics: dict[str, float | None] = {}
     training_data_digest: str | None = None
     data: list[DataProvenance] = []

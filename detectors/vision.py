@@ -17,7 +17,10 @@ Graph contract (the trainer exports exactly this):
 
 ``VisionResult.score`` is the frame's drone score (the graph's ``score``); ``VisionResult.other``
 names the strongest other class seen, so a processor can report a bird it saw without it ever
-counting as a drone.
+counting as a drone. When the card asks for ``temporal`` smoothing, a camera's frames are
+scored through :meth:`VisionDetector.frame_score` instead, which averages each candidate's drone
+probability over the frames before (:mod:`detectors.tracking`); the report threshold was chosen
+that way.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from detectors.base import SHIPPED_MODELS, Detector, DetectorConfig, ModelRefuse
 from detectors.card import ModelCard
 from detectors.imaging import ImageDecodeError, Letterbox, decode_jpeg, jpeg_reduction, letterbox, nms, unletterbox_boxes
 from detectors.session import pad_batch
+from detectors.tracking import CandidateTracks
 from skysentry.messages import Box
 
 
@@ -48,6 +52,10 @@ class VisionDetectorConfig(DetectorConfig):
 class VisionResult:
     score: float  # the frame's drone score
     boxes: list[Box] = field(default_factory=list)
+    # every candidate of the box head before any threshold (the frame's normalised coordinates)
+    # and its drone probability: what candidate tracks average over frames
+    candidates: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
+    drone_probs: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
 
     def other(self, positive: str = "drone") -> tuple[str, float] | None:
         """(label, score) of the strongest box of another class than ``positive``, if any."""
@@ -78,6 +86,10 @@ class VisionDetector(Detector):
         self.labels = list(card.labels) or ["drone"]
         if card.input.dtype != "uint8":
             raise ModelRefused(f"{path}: vision input must be uint8 NHWC, card says {card.input.dtype}")
+        smooth = card.temporal is not None and card.temporal.frames > 1
+        if smooth and not self.has_boxes:
+            raise ModelRefused(f"{path}: the card asks for temporal smoothing, but the graph has no boxes to track")
+        self.tracks = CandidateTracks(card.temporal) if smooth else None
 
     @classmethod
     def load(cls, config: VisionDetectorConfig, *, expect_sha256: str | None = None) -> "VisionDetector":
@@ -138,7 +150,17 @@ class VisionDetector(Detector):
             box_scores = np.asarray(out["box_scores"], dtype=np.float32)
             for i, frame in enumerate(frames):
                 results[i].boxes = self._postprocess(boxes[i], box_scores[i], frame.letterbox)
+                results[i].candidates = unletterbox_boxes(boxes[i].reshape(-1, 4), frame.letterbox)
+                results[i].drone_probs = np.nan_to_num(box_scores[i].reshape(len(results[i].candidates), -1)[:, 0])
         return results
+
+    def frame_score(self, source: str, time_s: float, result: VisionResult) -> float:
+        """The score that decides whether a camera's frame is reported: the graph's frame score,
+        or, when the card asks for it, the best candidate track's mean over the camera's last
+        frames (call once per frame, in capture order; ``time_s`` is its capture time)."""
+        if self.tracks is None:
+            return result.score
+        return self.tracks.score(source, time_s, result.candidates, result.drone_probs)
 
     def _postprocess(self, boxes: np.ndarray, scores: np.ndarray, lb: Letterbox) -> list[Box]:
         boxes = boxes.reshape(-1, 4)

@@ -212,9 +212,9 @@ class Pipeline(ABC):
     def run_model(self, detector: Any, batch: Any) -> Sequence:
         """The model on an :meth:`assemble`-d batch (on the inference thread): one output per input."""
 
-    def scored(self, output: Any) -> tuple[float, list, tuple[str, float] | None]:
+    def scored(self, detector: Any, event: Any, output: Any) -> tuple[float, list, tuple[str, float] | None]:
         """(drone score, boxes, strongest other class seen as (label, score) or None) of one
-        model output (default: a bare score, no boxes, nothing else seen)."""
+        input event's model output (default: a bare score, no boxes, nothing else seen)."""
         return float(output), [], None
 
     def start_inference(self, prepared: Prepared) -> None:
@@ -244,7 +244,7 @@ class Pipeline(ABC):
                 if i in bad:
                     result.dead.append((record, bad[i]))
                     continue
-                score, boxes, other = self.scored(outputs[i])
+                score, boxes, other = self.scored(detector, event, outputs[i])
                 result.outcomes["inferred"] += 1
                 self.summaries.scored(event.site, event.source, score, detector.ref)
                 # a drone at the threshold is reported as a drone, whatever else the frame holds;

@@ -4,7 +4,8 @@ Per micro-batch: validate the headers (:func:`skysentry.messages.decode_frame`),
 older than ``max_frame_age_s`` (video must stay real time after a stall: they are counted and
 committed, not inferred), decode + letterbox the JPEGs in a thread pool (libjpeg decodes at a
 reduced size when the frame is much larger than the model's input), apply the optional motion
-gate, run the model once for the whole batch, and turn every frame whose score reaches the
+gate, run the model once for the whole batch, score each frame (over its camera's last frames
+when the model's card asks for it: detectors/tracking.py), and turn every frame whose score reaches the
 report threshold into a :class:`~skysentry.messages.Detection` with its lineage.
 """
 
@@ -95,8 +96,9 @@ class VisionPipeline(Pipeline):
     def run_model(self, detector: VisionDetector, inputs: list) -> list:
         return detector.infer(inputs)
 
-    def scored(self, output: VisionResult) -> tuple[float, list, tuple[str, float] | None]:
-        return output.score, output.boxes, output.other()
+    def scored(self, detector: VisionDetector, event: FrameEvent, output: VisionResult
+               ) -> tuple[float, list, tuple[str, float] | None]:
+        return detector.frame_score(event.source, event.time.timestamp(), output), output.boxes, output.other()
 
     async def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

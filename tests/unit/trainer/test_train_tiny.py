@@ -94,8 +94,9 @@ def test_tiny_vision_run_on_field_video_and_images_exports_a_servable_four_class
     images = _image_folder(tmp_path / "img")
     video = _field_video_folder(tmp_path / "video")
     out = train_vision([video, images], tmp_path / "out", epochs=1, width=128, height=96, batch=8, frame_step=3,
-                       val_frame_step=4, run_dir=tmp_path / "run")
+                       val_frame_step=4, run_dir=tmp_path / "run", temporal_frames=3)
     card = out.card
+    assert card.temporal is not None and card.temporal.frames == 3
     assert card.parity_max_abs_diff is not None and card.parity_max_abs_diff < 1e-3
     assert card.outputs == ["score", "boxes", "box_scores"] and card.labels == ["drone", "bird", "airplane",
                                                                                  "helicopter"]
@@ -104,6 +105,16 @@ def test_tiny_vision_run_on_field_video_and_images_exports_a_servable_four_class
     det = VisionDetector.load(VisionDetectorConfig(model=out.model_path, box_threshold=0.0))
     (res,) = det.infer([det.prepare_rgb(np.full((96, 128, 3), 180, np.uint8))])
     assert 0 <= res.score <= 1 and {b.label for b in res.boxes} <= set(card.labels)
+    assert det.tracks is not None and 0 <= det.frame_score("cam", 0.0, res) <= 1
+
+    # --retune: the same graph with another smoothing; training-time numbers kept, held-out ones measured again
+    from trainer.train_vision import retune
+
+    again = retune(out.model_path, [video, images], [], temporal_frames=1, run_dir=tmp_path / "retune").card
+    assert again.temporal.frames == 1 and (again.version, again.sha256) == (card.version, card.sha256)
+    assert again.metrics["train_seconds"] == card.metrics["train_seconds"]
+    measured = {k for k in card.metrics if k.startswith("video.test.clip_")}
+    assert measured and measured == {k for k in again.metrics if k.startswith("video.test.clip_")}
 
 
 def test_audio_effnet_starts_from_the_imagenet_stem_summed_to_one_channel():
