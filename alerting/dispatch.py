@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from datetime import datetime, timezone
 
 from alerting import faults, metrics
+from alerting.acks import ack_of
 from alerting.channels.base import Channel
 from alerting.config import AlertingSettings
 from alerting.events import ALERTS_CHANNEL, alert_of
@@ -74,7 +75,7 @@ class Dispatcher:
             # the watermark holds a due resolve and, while it lags, "still active" repeats
             watermark = await self.state.watermark_ms() if snap.status == "firing" else None
             decision = evaluate(snap, now, self.router, self.timing, silenced_by=silenced, inhibited_by=inhibited,
-                                watermark_ms=watermark, coverage=coverage)
+                                watermark_ms=watermark, coverage=coverage, acknowledged=ack_of(snap) is not None)
             media = await self._media(snap, decision)
             notifications = self.notifications(snap, decision, now, media=media)
             # one alert's notifications to one channel and target go out in the order decided
@@ -149,7 +150,7 @@ class Dispatcher:
                          extra=kv(fingerprint=snap.fp, site=snap.site, sources=snap.sources, severity=snap.severity,
                                   modalities=snap.modalities, score=snap.max_score))
         for rid, why in decision.muted:
-            metrics.SUPPRESSED.labels("silenced" if why.startswith("silenced") else "inhibited").inc()
+            metrics.SUPPRESSED.labels(why.split()[0]).inc()  # silenced | inhibited | acknowledged
             log.debug("notification held back", extra=kv(fingerprint=snap.fp, route=rid, why=why))
         if notifications:
             log.info("notifications decided", extra=kv(

@@ -5,6 +5,9 @@ whether the alert is muted, what is due now and when to look again.
        │  ──(repeat_interval per route, or at once when the severity rises)──▶ repeat
        └──(resolve_after without detections)──▶ resolved (to routes that heard "firing")
 
+An acknowledged alert (alerting/acks.py) skips its "still active" repeats; escalation and
+resolve still notify.
+
 "Without detections" means none was *written* in that time, not merely none read: while the
 detections up to the resolve time may still be unread (a consumer restarting, a rebalance, a
 backlog), the resolve waits for the watermark (:meth:`alerting.state.AlertState.watermark_ms`).
@@ -101,10 +104,14 @@ def is_behind(now: int, timing: Timing, watermark_ms: int | None) -> bool:
 
 def evaluate(a: AlertSnapshot, now: int, router: Router, timing: Timing, *,
              silenced_by: str | None = None, inhibited_by: str | None = None,
-             watermark_ms: int | None = None, coverage: Coverage | None = None) -> Decision:
+             watermark_ms: int | None = None, coverage: Coverage | None = None,
+             acknowledged: bool = False) -> Decision:
     """``watermark_ms``: every detection written before it has been observed (None: unknown,
     no consumer has reported yet; the resolve then goes by the clock alone). ``coverage``:
-    how its sources' processors have reported (None: no source of it sends summaries)."""
+    how its sources' processors have reported (None: no source of it sends summaries).
+    ``acknowledged``: an operator acknowledged this incarnation (alerting/acks.py): its
+    "still active" repeats are held back (counted as sent, so they are not retried every tick);
+    an escalation and the resolve still go out."""
     if a.status != "firing":
         return Decision()
     d = Decision()
@@ -192,6 +199,11 @@ def evaluate(a: AlertSnapshot, now: int, router: Router, timing: Timing, *,
             event = "repeat"
             if behind and not escalated and now >= due:
                 next_due = min(next_due, now + timing.watermark_recheck_ms)
+                continue
+            if acknowledged and not escalated and now >= due:
+                d.muted.append((rid, "acknowledged"))
+                d.updates[f"n:{rid}:last_ms"] = now
+                next_due = min(next_due, now + _ms(route.repeat_interval))
                 continue
         if now < due:
             next_due = min(next_due, due)

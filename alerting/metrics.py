@@ -22,7 +22,7 @@ READ_LAG = Gauge("skysentry_alerting_read_lag_seconds", "Now minus the watermark
                  "may not be read yet, and resolves wait for them")
 ALERT_EVENTS = Counter("skysentry_alerting_alert_events", "Lifecycle events decided", ["event"])
 SUPPRESSED = Counter("skysentry_alerting_notifications_suppressed", "Notifications held back",
-                     ["reason"])  # silenced | inhibited
+                     ["reason"])  # silenced | inhibited | acknowledged (repeats of an acknowledged alert)
 SENT = Counter("skysentry_alerting_notifications_sent", "Notifications the channel confirmed", ["channel"])
 FAILED = Counter("skysentry_alerting_notifications_failed", "Notifications dead-lettered after their last "
                  "attempt", ["channel"])
