@@ -54,8 +54,8 @@ from detectors.testing import cnn_audio_graph, cnn_vision_graph, write_model  # 
 from skysentry.messages import (AudioEvent, FrameEvent, decode_audio, decode_frame, encode_audio,  # noqa: E402
                                 encode_frame, utcnow)
 from skysentry.synthetic import SyntheticScene, synthetic_audio  # noqa: E402
-from skysentry.bus import make_consumer  # noqa: E402
-from stream_processors.testing import ProcessorProcess, create_topics, isolated_settings, publish  # noqa: E402
+from stream_processors.testing import (DetectionReader, ProcessorProcess, create_topics,  # noqa: E402
+                                      isolated_settings, publish)
 
 FRAME_W, FRAME_H = 640, 512  # the field cameras (ddd_video) and the vision model's native input
 
@@ -111,39 +111,18 @@ class Inputs:
             yield self.record()
 
 
-class DetectionCounter:
-    """Reads the detections topic and keeps, per detection, its capture time and when it was
-    read — with ``json.loads`` only (the processor's output was validated by the tests)."""
+class DetectionCounter(DetectionReader):
+    """Keeps, per detection, its capture → read latency."""
 
     def __init__(self, kafka, topic: str) -> None:
-        self.consumer = make_consumer(kafka, topic, group_id=None, auto_offset_reset="earliest",
-                                      metadata_max_age_ms=1000)
+        super().__init__(kafka, topic)
         self.latencies_ms: list[float] = []
         self.count = 0
-        self._task = None
 
-    async def __aenter__(self):
-        await self.consumer.start()
-        self._task = asyncio.create_task(self._run())
-        return self
-
-    async def __aexit__(self, *exc):
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
-        await self.consumer.stop()
-
-    async def _run(self) -> None:
-        while True:
-            batches = await self.consumer.getmany(timeout_ms=200)
-            now = datetime.now(timezone.utc)
-            for records in batches.values():
-                for r in records:
-                    event = json.loads(r.value)
-                    if event.get("type") != "skysentry.detection.v1":
-                        continue
-                    captured = datetime.fromisoformat(event["data"]["captured_at"].replace("Z", "+00:00"))
-                    self.latencies_ms.append((now - captured).total_seconds() * 1000)
-                    self.count += 1
+    def seen(self, event: dict, read_at: datetime) -> None:
+        captured = datetime.fromisoformat(event["data"]["captured_at"].replace("Z", "+00:00"))
+        self.latencies_ms.append((read_at - captured).total_seconds() * 1000)
+        self.count += 1
 
     async def wait_for(self, n: int, timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout

@@ -74,10 +74,10 @@ RawLoop, cpu_seconds, pick_model = _pb.RawLoop, _pb.cpu_seconds, _pb.pick_model 
 from deploy.local import stack  # noqa: E402
 from producers.camera import encode_jpeg  # noqa: E402
 from producers.microphone import Windower, file_blocks, synthetic_blocks  # noqa: E402
-from skysentry.bus import make_consumer, make_producer  # noqa: E402
+from skysentry.bus import make_producer  # noqa: E402
 from skysentry.config import CameraSettings, MicrophoneSettings  # noqa: E402
 from skysentry.messages import AudioEvent, FrameEvent, encode_audio, encode_frame  # noqa: E402
-from stream_processors.testing import ProcessorProcess, create_topics, isolated_settings  # noqa: E402
+from stream_processors.testing import DetectionReader, ProcessorProcess, create_topics, isolated_settings  # noqa: E402
 
 PARTITIONS = 6
 SOURCES = 12  # two per partition
@@ -184,33 +184,16 @@ async def load(kafka, topic: str, records) -> int:
 # -- counting detections per process ---------------------------------------------------------
 
 
-class Counter:
-    """Reads the detections topic; keeps (ce source, processed_at) of every detection."""
+class Counter(DetectionReader):
+    """Keeps the processed_at of every detection, per CloudEvents source (the processor that made it)."""
 
     def __init__(self, kafka, topic: str) -> None:
-        self.consumer = make_consumer(kafka, topic, group_id=None, auto_offset_reset="earliest",
-                                      metadata_max_age_ms=1000)
+        super().__init__(kafka, topic)
         self.by_source: dict[str, list[float]] = {}  # ce source → processed_at of each detection
-        self._task = None
 
-    async def __aenter__(self):
-        await self.consumer.start()
-        self._task = asyncio.create_task(self._run())
-        return self
-
-    async def __aexit__(self, *exc):
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
-        await self.consumer.stop()
-
-    async def _run(self) -> None:
-        while True:
-            for records in (await self.consumer.getmany(timeout_ms=200)).values():
-                for r in records:
-                    event = json.loads(r.value)
-                    if event.get("type") == "skysentry.detection.v1":
-                        at = datetime.fromisoformat(event["data"]["processed_at"].replace("Z", "+00:00"))
-                        self.by_source.setdefault(event["source"], []).append(at.timestamp())
+    def seen(self, event: dict, read_at: datetime) -> None:
+        at = datetime.fromisoformat(event["data"]["processed_at"].replace("Z", "+00:00"))
+        self.by_source.setdefault(event["source"], []).append(at.timestamp())
 
     def total(self, source: str) -> int:
         return len(self.by_source.get(source, ()))

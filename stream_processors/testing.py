@@ -8,12 +8,13 @@ number of test sessions and benches can share one broker.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import cv2
@@ -177,6 +178,40 @@ class OutputCollector:
                                    f"{len(self.out.summaries)} summaries")
             await asyncio.sleep(0.05)
         return self.out
+
+
+class DetectionReader:
+    """Reads a detections topic from its start in the background (``async with``) and hands each
+    detection's CloudEvent (a dict) to :meth:`seen`, with when it was read: what the benches count and
+    time. Only ``json.loads`` (no model validation): a bench measures the processor, not this."""
+
+    def __init__(self, kafka, topic: str) -> None:
+        self.consumer = make_consumer(kafka, topic, group_id=None, auto_offset_reset="earliest",
+                                      metadata_max_age_ms=1000)
+        self._task = None
+
+    def seen(self, event: dict, read_at: datetime) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self):
+        await self.consumer.start()
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc):
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+        await self.consumer.stop()
+
+    async def _run(self) -> None:
+        while True:
+            batches = await self.consumer.getmany(timeout_ms=200)
+            now = datetime.now(timezone.utc)
+            for records in batches.values():
+                for r in records:
+                    event = json.loads(r.value)
+                    if event.get("type") == "skysentry.detection.v1":
+                        self.seen(event, now)
 
 
 def dlq_reason(record) -> str | None:
