@@ -15,7 +15,7 @@ CONTRACT_JS := tests/contract/node_modules/.installed-$(shell cksum < tests/cont
 # The RTSP server the live-source tests publish a clip to (npm, pinned by its package-lock.json).
 RTSP_JS := deploy/local/rtsp/node_modules/.installed-$(shell cksum < deploy/local/rtsp/package-lock.json | cut -d' ' -f1)
 
-.PHONY: help setup setup-full system-deps contract-deps test test-fast contract fuzz demo models bench stack-up stack-down stack-status schemas check-deploy clean
+.PHONY: help setup setup-full system-deps contract-deps test test-fast contract fuzz screenshot demo models bench stack-up stack-down stack-status schemas check-deploy clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -63,6 +63,9 @@ contract: setup-full contract-deps ## the conformance kit: the AsyncAPI document
 
 fuzz: setup-full ## hypothesis drives every decoder (frame, audio, detection, alert, model, config): >= 10^5 inputs, 0 crashes (make test runs 300 of each)
 	SKYSENTRY_FUZZ_EXAMPLES=15000 SKYSENTRY_FUZZ_MIN_TOTAL=100000 $(PY) -m pytest -q tests/fuzz --timeout 1200
+
+screenshot: setup-full ## the console's browser tests, writing the README's picture docs/console.png from their run (make test never does)
+	SKYSENTRY_WRITE_SCREENSHOT=1 $(PY) -m pytest -q tests/browser
 
 test-fast: setup-full ## unit tests only (no broker)
 	$(PY) -m pytest -q tests/unit
