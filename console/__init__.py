@@ -1,6 +1,8 @@
-"""The operator console (issue 15 item 3): a Starlette app under uvicorn, ``skysentry console``.
+"""The operator console (issue 15 items 3-4): a Starlette app under uvicorn, ``skysentry console``.
 
-So far it serves the alert evidence the alerting stores (``/evidence/<key>?exp=…&sig=…``,
-only with a valid, unexpired signature) and a health route. It may import the kernel and
-alerting's public modules (docs/architecture.md §1).
+A live wall (latest frame and boxes per camera, last minute of scores per microphone, read
+from Kafka from the end), alerts with their evidence, lineage and timeline (acknowledge,
+silence), silences, and the health of the services; loopback by default, credentials beyond
+it (docs/console.md). It may import the kernel and alerting's public modules, never torch
+(docs/architecture.md §1); it writes only silences and acknowledgements.
 """

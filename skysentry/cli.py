@@ -61,7 +61,8 @@ EXIT_STATUS: dict[str, str] = {
     "topics describe": f"0 shown; {KAFKA_DOWN}",
     "tail": f"0 --max reached, --timeout-s without a record, or Ctrl-C; {KAFKA_DOWN}",
     "schemas": "0 printed or written",
-    "console": "0 stopped by SIGTERM/SIGINT; 2 bad configuration; 1 the port could not be bound",
+    "console": "0 stopped by SIGTERM/SIGINT, or hash-password printed; 2 bad configuration, bad credentials, or a "
+               "non-loopback host without credentials; 1 the port could not be bound",
     "capacity": "0 printed; 2 no measured JPEG size in bench/results (run bench/scale.py)",
     "settings": "0 printed or written",
     "stack up": "0 Kafka and Redis answer; 1 a server did not start (the message says why)",
