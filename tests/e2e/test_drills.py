@@ -707,9 +707,19 @@ async def _leader_of(bootstrap: str, topic: str, key: str) -> int:
     return partitions[partition_for(key.encode(), len(partitions))]
 
 
-async def test_cluster_kill_9_the_leader_of_the_cameras_partition(cluster, toy, tmp_path):
+async def _cluster_drill(cluster, toy, tmp_path, fault_name: str, fault, tail: float) -> None:
+    """A drill on the three-node cluster (replication 3): the cluster is put back as it was
+    (every node up) whatever happens, then the run is checked."""
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    try:
+        out, _ = await run_drill(fault_name, cluster.bootstrap_servers, cluster.redis_url, tmp_path, toy, fault=fault,
+                                 state_dir=cluster.state_dir, replication=3, tail=tail)
+    finally:
+        _restore(cluster.state_dir)
+    check(out)
 
+
+async def test_cluster_kill_9_the_leader_of_the_cameras_partition(cluster, toy, tmp_path):
     async def fault(drill: Drill, passes: int) -> None:
         start, _ = drill.last_pass(passes)
         await drill.until(start + 2.0)  # mid-pass, frames and windows flowing
@@ -719,18 +729,10 @@ async def test_cluster_kill_9_the_leader_of_the_cameras_partition(cluster, toy, 
         await asyncio.sleep(5.0)
         await asyncio.to_thread(local_cluster.start_node, cluster.state_dir, leader)
 
-    try:
-        out, _ = await run_drill("cluster: kill -9 the camera partition's leader, 5 s", cluster.bootstrap_servers,
-                                 cluster.redis_url, tmp_path, toy, fault=fault, state_dir=cluster.state_dir,
-                                 replication=3, tail=25.0)
-    finally:
-        _restore(cluster.state_dir)
-    check(out)
+    await _cluster_drill(cluster, toy, tmp_path, "cluster: kill -9 the camera partition's leader, 5 s", fault, 25.0)
 
 
 async def test_cluster_rolling_restart_of_all_three_nodes(cluster, toy, tmp_path):
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-
     async def fault(drill: Drill, passes: int) -> None:
         start, _ = drill.last_pass(passes)
         await drill.until(start + 1.0)
@@ -738,18 +740,10 @@ async def test_cluster_rolling_restart_of_all_three_nodes(cluster, toy, tmp_path
             await asyncio.to_thread(local_cluster.stop_node, drill.state_dir, node)
             await asyncio.to_thread(local_cluster.start_node, drill.state_dir, node)
 
-    try:
-        out, _ = await run_drill("cluster: rolling restart of the 3 nodes", cluster.bootstrap_servers,
-                                 cluster.redis_url, tmp_path, toy, fault=fault, state_dir=cluster.state_dir,
-                                 replication=3, tail=40.0)
-    finally:
-        _restore(cluster.state_dir)
-    check(out)
+    await _cluster_drill(cluster, toy, tmp_path, "cluster: rolling restart of the 3 nodes", fault, 40.0)
 
 
 async def test_cluster_one_node_stays_down(cluster, toy, tmp_path):
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
-
     async def fault(drill: Drill, passes: int) -> None:
         start, _ = drill.last_pass(passes)
         # mid-pass, and down for the rest of the drill. (Killed in the gap before the pass, it
@@ -758,12 +752,7 @@ async def test_cluster_one_node_stays_down(cluster, toy, tmp_path):
         await drill.until(start + 1.0)
         await asyncio.to_thread(local_cluster.stop_node, drill.state_dir, 2, kill=True)
 
-    try:
-        out, _ = await run_drill("cluster: one node down for good", cluster.bootstrap_servers, cluster.redis_url,
-                                 tmp_path, toy, fault=fault, state_dir=cluster.state_dir, replication=3, tail=30.0)
-    finally:
-        _restore(cluster.state_dir)
-    check(out)
+    await _cluster_drill(cluster, toy, tmp_path, "cluster: one node down for good", fault, 30.0)
 
 
 # -- the outcomes table ----------------------------------------------------------------------
