@@ -175,7 +175,8 @@ class AlertBook:
                     "last_seen_at": alert.last_seen_at.isoformat(),
                     "ends_at": alert.ends_at.isoformat() if alert.ends_at else None, "summary": alert.summary,
                     "acknowledged": False, "ack": None}
-        card["lineage"] = self._lineage(detection_ids, evidence)
+        confirmed = self.events.get(alert_id, {}).get("confirmed", [])
+        card["lineage"] = self._lineage(_merge(confirmed, detection_ids), evidence)
         card["evidence_detection_id"] = evidence.get("detection_id")
         started = datetime.fromisoformat(card["starts_at"]).timestamp() if card["starts_at"] else time.time()
         media = await self.evidence.media(alert_id, evidence.get("detection_id"),
@@ -297,6 +298,8 @@ class AlertBook:
             return  # a resent event (consumers deduplicate by ce_id)
         entry["ids"].add(ce_id)
         entry["alert"] = alert
+        if alert.event == "firing":  # the detections that confirmed it: kept in its lineage for good
+            entry["confirmed"] = list(alert.detection_ids)
         entry["timeline"].append({"at": at.isoformat(), "event": alert.event, "detail": alert.summary})
         del entry["timeline"][:-EVENTS_KEPT]
 
@@ -394,6 +397,14 @@ class AlertBook:
         with contextlib.suppress(RedisError, OSError):
             await self.refresh()
         return silence
+
+
+def _merge(confirmed: list[str], latest: list[str], limit: int = 60) -> list[str]:
+    """The detections that confirmed the alert, then the latest ones (Redis keeps the newest
+    ``lineage_max``), each once, oldest first, at most ``limit``."""
+    seen = set(confirmed)
+    rest = [d for d in latest if d not in seen]
+    return list(confirmed) + rest[-max(0, limit - len(confirmed)):] if rest else list(confirmed)
 
 
 def silence_view(s: Silence) -> dict:

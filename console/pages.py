@@ -28,6 +28,7 @@ def _shell(page: str, title: str, body: str, *, csrf: str, user: str | None, ope
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="csrf-token" content="{escape(csrf)}">
 <title>{escape(title)} · SkySentry</title>
+<link rel="icon" href="data:,">
 <link rel="stylesheet" href="/static/console.css">
 <script src="/static/console.js" defer></script>
 </head>
@@ -75,6 +76,8 @@ def silences(**kw) -> str:
 def health(**kw) -> str:
     body = """<h1>Health</h1>
 <h2>Services</h2>
+<p class="hint" id="services-hint" hidden>No services configured: list their metrics ports under
+<code>console.services</code> (name: URL), e.g. <code>vision: http://127.0.0.1:9101</code>.</p>
 <table id="services"><thead><tr><th>Service</th><th>Up</th><th>Ready</th><th>Detail</th></tr></thead><tbody></tbody></table>
 <h2>Processors</h2>
 <table id="processors"><thead><tr><th>Service</th><th>Modality</th><th>Model</th><th>Version</th><th>Windows/s</th></tr></thead>

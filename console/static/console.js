@@ -104,7 +104,7 @@
       g.clearRect(0, 0, w, h);
       const lw = Math.max(2, Math.round(w / 320));
       g.lineWidth = lw;
-      g.font = `${Math.max(12, Math.round(w / 45))}px sans-serif`;
+      g.font = `${Math.max(12, Math.round(w / 28))}px sans-serif`;
       for (const b of ev.boxes || []) {
         const color = b.label === "drone" ? "#f85149" : "#d29922";
         g.strokeStyle = color; g.fillStyle = color;
@@ -276,7 +276,7 @@
       } else if (img) img.remove();
       const lineage = $(".lineage", art);
       lineage.replaceChildren(el("div", { text: `alert ${c.alert_id} → ${c.lineage.length} detection(s) → input events` }),
-        el("ol", {}, ...c.lineage.slice(-20).map(d => el("li", { "data-detection-id": d.detection_id },
+        el("ol", {}, ...c.lineage.map(d => el("li", { "data-detection-id": d.detection_id },
           el("code", { text: d.detection_id.slice(0, 8) }), " → ",
           el("code", { class: "input", "data-input-event-id": d.input_event_id || "",
                        text: d.input_event_id ? d.input_event_id.slice(0, 8) : "(input not read)" }),
@@ -355,6 +355,7 @@
 
   function healthPage() {
     function render(h) {
+      $("#services-hint").hidden = h.services.length > 0;
       $("#services tbody").replaceChildren(...h.services.map(s => el("tr",
         { class: "service", "data-service": s.name, "data-up": String(s.up), "data-ready": String(s.ready) },
         el("td", { text: s.name }), el("td", { text: s.up ? "up" : "down" }), el("td", { text: s.ready ? "ready" : "not ready" }),
