@@ -120,16 +120,16 @@ def screenshot_after(request: pytest.FixtureRequest, browser, artifacts: Path) -
 
 
 def write_readme_screenshot(png: Path, target: Path = README_SCREENSHOT, width: int = 1000) -> Path:
-    """``png``, scaled down to ``width`` px if wider, as a small palette PNG at ``target`` (the
-    README's picture)."""
-    from PIL import Image  # pillow: with matplotlib in the train extra, which the tests install
+    """``png``, scaled down to ``width`` px if wider, as a compressed PNG at ``target`` (the
+    README's picture; true colour: a 256-colour palette bands the sky and loses the red box)."""
+    import cv2
 
-    with Image.open(png) as image:
-        image = image.convert("RGB")
-        if image.width > width:
-            image = image.resize((width, round(image.height * width / image.width)), Image.LANCZOS)
-        image.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE) \
-             .save(target, optimize=True)
+    image = cv2.imread(str(png), cv2.IMREAD_COLOR)
+    h, w = image.shape[:2]
+    if w > width:
+        image = cv2.resize(image, (width, round(h * width / w)), interpolation=cv2.INTER_AREA)
+    if not cv2.imwrite(str(target), image, [cv2.IMWRITE_PNG_COMPRESSION, 9]):
+        raise OSError(f"could not write {target}")
     return target
 
 
