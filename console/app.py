@@ -254,7 +254,8 @@ class Console:
                 user = name
         if user is None:
             await asyncio.sleep(1.0)  # slows guessing down
-            log.warning("console login refused", extra={"fields": {"user": form.get("username", "")[:64] or None}})
+            # what was typed is not logged: a password typed into the user field would end up in the log
+            log.warning("console login refused", extra={"fields": {"with": "token" if form.get("token") else "password"}})
             return self._login(next_path, "Wrong user, password or token.", 401)
         _, cookie = self.signer.new(user, self.settings.console.session_ttl)
         response = RedirectResponse(next_path, status_code=303)
