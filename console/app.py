@@ -39,13 +39,14 @@ from alerting.evidence import FILES, EvidenceSettings, EvidenceStore, check_key,
 from alerting.matchers import MatcherError, parse_all
 from alerting.silences import SilenceStore
 from alerting.state import AlertState
-from console import pages
+from console import metrics, pages
 from console.alerts import SCOPES, AlertBook, EvidenceLinks, silence_view
 from console.auth import (COOKIE, CSRF_HEADER, Credentials, Session, SessionSigner, cross_site, csrf_ok,
                           host_is_loopback, is_loopback)
 from console.config import ConsoleServiceSettings
 from console.health import HealthMonitor
 from console.live import Hub, LiveReader, Wall
+from skysentry.metrics import HEALTH
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +93,7 @@ def _error(status: int, message: str, **headers: str) -> JSONResponse:
 
 
 def _unauthorized() -> JSONResponse:
+    metrics.REFUSED.labels("unauthenticated").inc()
     return _error(401, "authentication required: log in at /login or send Authorization: Bearer <token>",
                   **{"WWW-Authenticate": 'Bearer realm="skysentry-console"'})
 
@@ -145,7 +147,8 @@ class Console:
         assert self.book is not None
         self.stop.clear()
         kafka = s.kafka.model_copy(update={"client_id": f"{c.client_id}-alerts"})
-        self._tasks = [asyncio.create_task(self.reader.run(self.stop), name="console-live"),
+        self._tasks = [HEALTH.start_heartbeat(),  # /livez on the metrics port
+                       asyncio.create_task(self.reader.run(self.stop), name="console-live"),
                        asyncio.create_task(self.book.poll(self.stop, c.alerts_poll), name="console-alerts"),
                        asyncio.create_task(self.book.follow_topic(kafka, s.topics.alerts, c.history, self.stop),
                                            name="console-alerts-topic"),
@@ -192,10 +195,12 @@ class Console:
         """403 unless the write is same-site and carries the session's CSRF token (or the bearer token)."""
         why = cross_site(request.headers, request.url.scheme, request.headers.get("host"))
         if why:
+            metrics.REFUSED.labels("cross_origin").inc()
             return _error(403, f"cross-origin write refused ({why})")
         if who.via == "bearer":
             return None
         if not csrf_ok(who.session, request.headers.get(CSRF_HEADER)):
+            metrics.REFUSED.labels("csrf").inc()
             return _error(403, "missing or wrong X-CSRF-Token: take it from the page's <meta name=\"csrf-token\">")
         return None
 
@@ -253,6 +258,7 @@ class Console:
             if await run_in_threadpool(self.credentials.password_ok, name, form["password"]):
                 user = name
         if user is None:
+            metrics.REFUSED.labels("login").inc()
             await asyncio.sleep(1.0)  # slows guessing down
             # what was typed is not logged: a password typed into the user field would end up in the log
             log.warning("console login refused", extra={"fields": {"with": "token" if form.get("token") else "password"}})
@@ -329,6 +335,7 @@ class Console:
             return _error(404, "no such firing alert (it may have resolved and fired anew)")
         if outcome is AckOutcome.NOT_FIRING:
             return _error(409, "the alert has resolved: nothing to acknowledge")
+        metrics.WRITES.labels("ack").inc()
         log.info("alert acknowledged", extra={"fields": {"alert_id": alert_id, "by": who.user,
                                                          "outcome": outcome.value}})
         return JSONResponse({"outcome": outcome.value, "alert": card})
@@ -346,6 +353,7 @@ class Console:
             return _error(400, str(exc))
         if silence is None:
             return _error(404, "no such alert (firing or recent)")
+        metrics.WRITES.labels("silence").inc()
         log.info("silence added", extra={"fields": {"id": silence.id, "matchers": silence.matchers, "by": who.user}})
         return JSONResponse(silence_view(silence), status_code=201)
 
@@ -364,6 +372,7 @@ class Console:
                                               comment=body.comment)
         except (ValueError, MatcherError) as exc:
             return _error(400, str(exc))
+        metrics.WRITES.labels("silence").inc()
         log.info("silence added", extra={"fields": {"id": silence.id, "matchers": silence.matchers, "by": who.user}})
         if self.book is not None:
             with contextlib.suppress(RedisError, OSError):
@@ -375,6 +384,7 @@ class Console:
         sid = request.path_params["silence_id"]
         if not await self.silences.expire(sid):
             return _error(404, "no active silence with that id")
+        metrics.WRITES.labels("expire").inc()
         log.info("silence expired", extra={"fields": {"id": sid, "by": who.user}})
         if self.book is not None:
             with contextlib.suppress(RedisError, OSError):
@@ -531,6 +541,7 @@ class _Guard:
         if self.open_mode and not scope["path"].startswith(self.OPEN_PATHS):
             host = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"host"), None)
             if not host_is_loopback(host):
+                metrics.REFUSED.labels("host").inc()
                 await PlainTextResponse("forbidden: this console answers only on a loopback address "
                                         "(127.0.0.1, localhost)", status_code=403)(scope, receive, send)
                 return

@@ -67,6 +67,9 @@ def console_cmd(
     except (CredentialsError, ExposureError) as exc:
         err.print(f"[bold red]console not started:[/] {exc}", highlight=False)
         raise typer.Exit(2) from None
+    from skysentry.metrics import serve_metrics
+
+    serve_metrics(settings.metrics)  # /metrics, /livez, /readyz on the metrics port, like every service
     # access_log off: a request line carries an evidence link's signature
     config = uvicorn.Config(console.app(), host=bind, port=c.port if port is None else port, log_config=None,
                             access_log=False, server_header=False, timeout_graceful_shutdown=3)

@@ -31,6 +31,7 @@ from urllib.parse import quote
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
+from console import metrics
 from skysentry.bus import make_consumer
 from skysentry.config import KafkaSettings, TopicSettings
 from skysentry.messages import ContractError, Detection, FrameEvent, ScoreSummary, decode_event, decode_frame
@@ -75,10 +76,12 @@ class Hub:
     def subscribe(self, kinds: frozenset[str] = KINDS) -> Mailbox:
         box = Mailbox(kinds & self.KINDS or self.KINDS)
         self.boxes.add(box)
+        metrics.BROWSERS.set(len(self.boxes))
         return box
 
     def unsubscribe(self, box: Mailbox) -> None:
         self.boxes.discard(box)
+        metrics.BROWSERS.set(len(self.boxes))
 
     def publish(self, key: tuple, event: str, data: dict) -> None:
         targets = [b for b in self.boxes if event in b.kinds]
@@ -312,13 +315,16 @@ class LiveReader:
                 event = decode_frame(r.value, r.headers)
             except ContractError:
                 self.invalid += 1
+                metrics.INVALID.inc()
                 continue
             newest[event.source] = (event, r.value)
         self.frames_read += len(records)
+        metrics.FRAMES.inc(len(records))
         age = time.time() - records[-1].timestamp / 1000 if records else 0.0
         if age > self.max_frame_age_s and time.monotonic() - last_skip.get(tp, 0.0) > 1.0:
             last_skip[tp] = time.monotonic()
             self.frames_skipped += 1
+            metrics.SKIPS.inc()
             await consumer.seek_to_end(tp)  # behind: what is queued is history, not the wall
             return
         for event, jpeg in newest.values():
@@ -330,6 +336,7 @@ class LiveReader:
                 _, message = decode_event(r.value, r.headers, (Detection, ScoreSummary))
             except ContractError:
                 self.invalid += 1
+                metrics.INVALID.inc()
                 continue
             if isinstance(message, Detection):
                 self.wall.on_detection(message)
