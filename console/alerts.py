@@ -312,6 +312,9 @@ class AlertBook:
             except (KafkaError, OSError) as exc:
                 self.topic_connected = False
                 log.warning("alerts: topic %s not readable (%s); retrying in %.0f s", topic, type(exc).__name__, delay)
+            except Exception:  # noqa: BLE001 - timelines must come back whatever broke the reader
+                self.topic_connected = False
+                log.exception("alerts: the topic reader failed; starting it again in %.0f s", delay)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
             delay = min(delay * 2, 10.0)

@@ -276,6 +276,9 @@ class LiveReader:
                 self.connected = False
                 log.warning("live wall: Kafka at %s not readable (%s); retrying in %.0f s",
                             self.kafka.bootstrap_servers, type(exc).__name__, delay)
+            except Exception:  # noqa: BLE001 - the wall must come back whatever broke it
+                self.connected = False
+                log.exception("live wall: the reader failed; starting it again in %.0f s", delay)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(stop.wait(), delay)
             delay = min(delay * 2, 10.0)
