@@ -116,8 +116,11 @@
 
     function caption(c, ev) {
       const det = ev.detection ? ` · ${ev.detection.label} ${ev.detection.score.toFixed(2)}` : "";
+      const age = ev.time ? (Date.now() - Date.parse(ev.time)) / 1000 : null;
+      const old = age !== null && age > 5;  // a camera that stopped: say so, do not pass it off as live
+      c.fig.dataset.stale = String(old);
       c.caption.replaceChildren(el("b", { text: ev.source }),
-        el("span", { text: `${ev.site} · seq ${ev.seq ?? "–"}${det}` }));
+        el("span", { text: `${ev.site} · seq ${ev.seq ?? "–"}${det}${old ? " · " + ago(ev.time) : ""}` }));
     }
 
     // latest wins: while one frame loads, newer events replace the pending one
@@ -197,7 +200,10 @@
     }
 
     stream(["frame", "score"], { frame: onFrame, score: onScore }, () => load().catch(console.error));
-    setInterval(() => mics.forEach(drawScores), 1000);
+    setInterval(() => {
+      mics.forEach(drawScores);
+      cams.forEach(c => { if (c.shown) caption(c, c.shown); });
+    }, 1000);
   }
 
   // ------------------------------------------------------------------ alerts
