@@ -56,7 +56,9 @@ MAX_BODY = 16 * 1024
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"no-referrer"),  # evidence links carry their signature in the query
+    # evidence links carry their signature in the query: no referrer leaves the site. Not
+    # "no-referrer": with it browsers send "Origin: null" on the page's own POSTs, refused as cross-site
+    (b"referrer-policy", b"same-origin"),
     (b"content-security-policy", b"default-src 'self'; img-src 'self' data: blob:; style-src 'self'; "
                                  b"script-src 'self'; connect-src 'self'; frame-ancestors 'none'; form-action 'self'"),
 ]

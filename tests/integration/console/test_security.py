@@ -137,4 +137,4 @@ async def test_open_mode_on_loopback_still_guards_writes_and_the_host_name(make_
             assert rebound.status_code == 403, path
         page = await http.get("/alerts")
         assert page.headers["x-frame-options"] == "DENY" and "frame-ancestors 'none'" in page.headers[
-            "content-security-policy"] and page.headers["referrer-policy"] == "no-referrer"
+            "content-security-policy"] and page.headers["referrer-policy"] == "same-origin"
