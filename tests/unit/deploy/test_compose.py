@@ -489,3 +489,16 @@ def test_dockerignore_keeps_state_and_secrets_out():
     lines = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()}
     for pattern in (".git", ".venv", ".skysentry", "runs", "**/*.env", "tests"):
         assert pattern in lines, f".dockerignore should exclude {pattern}"
+
+
+def test_the_wheel_carries_the_consoles_pages():
+    """The console serves console/static/ from the installed package; a file setuptools leaves
+    out of the wheel would be a 404 in every image (the package-data globs decide)."""
+    from fnmatch import fnmatch
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    globs = project["tool"]["setuptools"]["package-data"].get("console", [])
+    static = [p.relative_to(ROOT / "console").as_posix() for p in (ROOT / "console" / "static").rglob("*") if p.is_file()]
+    assert static, "console/static/ is empty"
+    missing = [f for f in static if not any(fnmatch(f, g) for g in globs)]
+    assert not missing, f"not in the wheel (pyproject.toml [tool.setuptools.package-data] console): {missing}"

@@ -44,8 +44,9 @@ MAY_IMPORT = {
     "alerting": {"skysentry", "alerting"},
     "trainer": {"skysentry", "detectors", "alerting", "deploy", "trainer"},
     "deploy": {"skysentry", "producers", "alerting", "deploy"},
+    "console": {"skysentry", "alerting", "console"},
 }
-SERVING = ("skysentry", "producers", "detectors", "stream_processors", "alerting", "deploy")
+SERVING = ("skysentry", "producers", "detectors", "stream_processors", "alerting", "deploy", "console")
 
 
 def imported_packages(path: Path) -> set[str]:
