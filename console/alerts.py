@@ -30,14 +30,13 @@ from collections import OrderedDict
 from datetime import datetime, timezone
 
 from aiokafka import TopicPartition
-from aiokafka.errors import KafkaError
 from redis.exceptions import RedisError
 
 from alerting.acks import AckOutcome, AckStore, ack_of
 from alerting.evidence import FILES, META, EvidenceSettings, EvidenceStore, signed_url
 from alerting.silences import Silence, SilenceStore
 from alerting.state import AlertSnapshot, AlertState
-from console.live import Hub, Lineage, assign_all
+from console.live import Hub, Lineage, assign_all, keep_reading
 from skysentry.bus import make_consumer
 from skysentry.config import KafkaSettings
 from skysentry.messages import Alert, ContractError, decode_structured
@@ -304,20 +303,8 @@ class AlertBook:
         del entry["timeline"][:-EVENTS_KEPT]
 
     async def follow_topic(self, kafka: KafkaSettings, topic: str, history_s: float, stop: asyncio.Event) -> None:
-        delay = 0.5
-        while not stop.is_set():
-            try:
-                await self._follow(kafka, topic, history_s, stop)
-                return
-            except (KafkaError, OSError) as exc:
-                self.topic_connected = False
-                log.warning("alerts: topic %s not readable (%s); retrying in %.0f s", topic, type(exc).__name__, delay)
-            except Exception:  # noqa: BLE001 - timelines must come back whatever broke the reader
-                self.topic_connected = False
-                log.exception("alerts: the topic reader failed; starting it again in %.0f s", delay)
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
-            delay = min(delay * 2, 10.0)
+        await keep_reading("alerts", f"topic {topic}", lambda: self._follow(kafka, topic, history_s, stop), stop,
+                           on_down=lambda: setattr(self, "topic_connected", False))
 
     async def _follow(self, kafka: KafkaSettings, topic: str, history_s: float, stop: asyncio.Event) -> None:
         consumer = make_consumer(kafka, group_id=None, auto_offset_reset="latest", fetch_max_wait_ms=200)

@@ -38,6 +38,27 @@ from skysentry.messages import ContractError, Detection, FrameEvent, ScoreSummar
 
 log = logging.getLogger(__name__)
 
+
+async def keep_reading(what: str, where: str, read, stop: asyncio.Event, *, on_down) -> None:
+    """Run the coroutine function ``read`` until it returns or ``stop`` is set. Whatever breaks it
+    (Kafka away, a bug) is logged once per failure, ``on_down()`` marks the reader down, and it
+    runs again after a back-off (0.5 s doubling to 10 s): a console that stops reading shows a
+    frozen wall and looks healthy."""
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            await read()
+            return
+        except (KafkaError, OSError) as exc:
+            on_down()
+            log.warning("%s: %s not readable (%s); retrying in %.1f s", what, where, type(exc).__name__, delay)
+        except Exception:  # noqa: BLE001 - the reader must come back whatever broke it
+            on_down()
+            log.exception("%s: the reader failed; starting it again in %.1f s", what, delay)
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(stop.wait(), delay)
+        delay = min(delay * 2, 10.0)
+
 FRAMES_KEPT = 4  # per camera: the event a browser was told about is still there when it asks
 
 
@@ -267,21 +288,8 @@ class LiveReader:
         self.invalid = 0
 
     async def run(self, stop: asyncio.Event) -> None:
-        delay = 0.5
-        while not stop.is_set():
-            try:
-                await self._read(stop)
-                return
-            except (KafkaError, OSError) as exc:
-                self.connected = False
-                log.warning("live wall: Kafka at %s not readable (%s); retrying in %.0f s",
-                            self.kafka.bootstrap_servers, type(exc).__name__, delay)
-            except Exception:  # noqa: BLE001 - the wall must come back whatever broke it
-                self.connected = False
-                log.exception("live wall: the reader failed; starting it again in %.0f s", delay)
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay)
-            delay = min(delay * 2, 10.0)
+        await keep_reading("live wall", f"Kafka at {self.kafka.bootstrap_servers}", lambda: self._read(stop), stop,
+                           on_down=lambda: setattr(self, "connected", False))
 
     async def _read(self, stop: asyncio.Event) -> None:
         consumer = make_consumer(self.kafka, group_id=None, auto_offset_reset="latest", fetch_max_wait_ms=100)

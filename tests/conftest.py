@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -46,6 +46,16 @@ def stack(stack_dir: Path) -> Iterator[local_stack.StackInfo]:
     finally:
         if _stack_users(stack_dir, -1) == 0:
             local_stack.down(stack_dir)  # stops only what it started, never external servers
+
+
+@pytest.fixture
+async def redis(stack: local_stack.StackInfo) -> AsyncIterator:
+    """An asyncio client (decoded strings) of the session's Redis."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.from_url(stack.redis_url, decode_responses=True)
+    yield client
+    await client.aclose()
 
 
 def _stack_users(stack_dir: Path, delta: int) -> int:

@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 
 import pytest
-import redis.asyncio as aioredis
 
 from alerting.config import AlertingServiceSettings
 from alerting.service import AlertingService
@@ -25,13 +24,6 @@ from skysentry.messages import Detection, ModelRef, ScoreSummary, decode_structu
 @pytest.fixture
 def uid() -> str:
     return uuid.uuid4().hex[:10]
-
-
-@pytest.fixture
-async def redis(stack) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.from_url(stack.redis_url, decode_responses=True)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture

@@ -16,7 +16,6 @@ from datetime import datetime, timedelta, timezone
 
 import httpx
 import pytest
-import redis.asyncio as aioredis
 import uvicorn
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -49,13 +48,6 @@ async def topics(stack, uid) -> TopicSettings:
     finally:
         await admin.close()
     return t
-
-
-@pytest.fixture
-async def redis(stack) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.from_url(stack.redis_url, decode_responses=True)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture
