@@ -12,9 +12,9 @@ all along; a *pass* is the real drone clip of ``samples/`` streamed as camera ``
 alerts on the clip, as tests/e2e/test_pipeline.py relies on).
 
 Every test leaves a screenshot in ``.skysentry/artifacts/browser/`` (git-ignored), named after
-the test, ``-failed`` when it failed; the times measured go to ``times.json`` there. With
-``SKYSENTRY_WRITE_SCREENSHOT=1`` (``make screenshot``) the run also writes the README's
-``docs/console.png``; ``make test`` never changes a tracked file.
+the test, ``-failed`` when it failed; the times measured go to ``times.json`` there and to the
+run's closing summary. With ``SKYSENTRY_WRITE_SCREENSHOT=1`` (``make screenshot``) the run also
+writes the README's ``docs/console.png``; ``make test`` never changes a tracked file.
 """
 
 from __future__ import annotations
@@ -68,13 +68,21 @@ def artifacts() -> Iterator[Path]:
         print(f"\nwrote {write_readme_screenshot(source)} from {source}")
 
 
+MEASURED: dict[str, Any] = {}  # what the tests timed: times.json, and the run's closing summary
+
+
 @pytest.fixture(scope="session")
 def measured(artifacts: Path) -> Iterator[dict[str, Any]]:
-    times: dict[str, Any] = {}
-    yield times
-    if times:
-        (artifacts / "times.json").write_text(json.dumps(times, indent=2, sort_keys=True) + "\n")
-        print("\nconsole browser tests, measured:\n" + "\n".join(f"  {k}: {v}" for k, v in sorted(times.items())))
+    yield MEASURED
+    if MEASURED:
+        (artifacts / "times.json").write_text(json.dumps(MEASURED, indent=2, sort_keys=True) + "\n")
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if MEASURED:
+        terminalreporter.write_sep("-", f"console in the browser, measured (also in {ARTIFACTS}/times.json)")
+        for key, value in sorted(MEASURED.items()):
+            terminalreporter.write_line(f"  {key}: {value}")
 
 
 @pytest.fixture(scope="session")

@@ -269,7 +269,7 @@ def http_status(url: str, headers: dict[str, str] | None = None) -> int:
         return exc.code
 
 
-def test_beyond_loopback_the_console_asks_for_credentials(live, browser, measured):
+def test_beyond_loopback_the_console_asks_for_credentials(live, browser, artifacts, measured):
     bind, reach = non_loopback_address()
     token = secrets.token_urlsafe(24)
     port = free_port(bind)
@@ -296,6 +296,7 @@ def test_beyond_loopback_the_console_asks_for_credentials(live, browser, measure
         until(live, "the wall after logging in", lambda: browser.find_elements(By.CSS_SELECTOR, "section#wall"), 20)
         until(live, "a camera on the wall after logging in",
               lambda: browser.find_elements(By.CSS_SELECTOR, 'figure.camera[data-source="cam-1"]'), 30)
+        browser.save_screenshot(str(artifacts / "remote-wall.png"))  # the test's own is taken once it stopped
     finally:
         assert console.stop() == 0, console.tail()
     assert not console.errors(), console.errors()
