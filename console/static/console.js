@@ -120,7 +120,8 @@
       const old = age !== null && age > 5;  // a camera that stopped: say so, do not pass it off as live
       c.fig.dataset.stale = String(old);
       c.caption.replaceChildren(el("b", { text: ev.source }),
-        el("span", { text: `${ev.site} · seq ${ev.seq ?? "–"}${det}${old ? " · " + ago(ev.time) : ""}` }));
+        el("span", { text: ev.url ? `${ev.site} · seq ${ev.seq}${det}${old ? " · " + ago(ev.time) : ""}`
+                                  : `${ev.site} · no frame yet${det}` }));
     }
 
     // latest wins: while one frame loads, newer events replace the pending one

@@ -299,6 +299,12 @@ def test_beyond_loopback_the_console_asks_for_credentials(live, browser, artifac
         until(live, "the wall after logging in", lambda: browser.find_elements(By.CSS_SELECTOR, "section#wall"), 20)
         until(live, "a camera on the wall after logging in",
               lambda: browser.find_elements(By.CSS_SELECTOR, 'figure.camera[data-source="cam-1"]'), 30)
+        # a camera this fresh console knows only from a detection has no frame yet: an empty view, no broken image
+        broken = browser.execute_script(
+            "return [...document.querySelectorAll('figure.camera img.frame')].filter(i => "
+            "getComputedStyle(i).visibility !== 'hidden' && i.complete && i.naturalWidth === 0)"
+            ".map(i => i.closest('figure').dataset.source)")
+        assert not broken, f"broken images on the wall: {broken}"
         browser.save_screenshot(str(artifacts / "remote-wall.png"))  # the test's own is taken once it stopped
     finally:
         assert console.stop() == 0, console.tail()
