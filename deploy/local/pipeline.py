@@ -429,18 +429,29 @@ async def run_pipeline(settings: Settings, receiver: RecordingReceiver, workdir:
     config = workdir / "skysentry.yaml"
     doc = pipeline_config(settings.kafka.bootstrap_servers, settings.redis.url.get_secret_value(), receiver,
                           topics=settings.topics, name=name)
+    keys = ("vision", "audio", "alerting")
+    metrics_ports: dict[str, int] = {}
     if console_port is not None:  # notifications link to the evidence the console serves
         doc["evidence"] = {"public_url": f"http://127.0.0.1:{console_port}"}
+        # its health page probes each service's /livez, /readyz and /metrics (a port each)
+        metrics_ports = {key: free_port() for key in keys}
+        doc["console"] = {"services": {key: f"http://127.0.0.1:{port}" for key, port in metrics_ports.items()},
+                          "lag_groups": list(group_ids(name).values())}
     config.write_text(yaml.safe_dump(doc, sort_keys=False))
     secret = secrets.token_hex(16)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SKYSENTRY_")}
     env.update({WEBHOOK_SECRET_ENV: secret, TWILIO_TOKEN_ENV: secret, "PYTHONUNBUFFERED": "1"})
     if console_port is not None:
         env[EVIDENCE_SECRET_ENV] = secrets.token_hex(16)
-    services = {key: ServiceProcess(name, args, config, env=env, log_path=workdir / f"{key}.log", cwd=ROOT)
-                for key, name, args in (("vision", "vision processor", ["stream_processors", "vision"]),
-                                        ("audio", "audio processor", ["stream_processors", "audio"]),
-                                        ("alerting", "alerting", ["alerting", "run"]))}
+    def env_of(key: str) -> dict[str, str]:
+        if key not in metrics_ports:
+            return env
+        return {**env, "SKYSENTRY_METRICS__ENABLED": "true", "SKYSENTRY_METRICS__PORT": str(metrics_ports[key])}
+
+    services = {key: ServiceProcess(name, args, config, env=env_of(key), log_path=workdir / f"{key}.log", cwd=ROOT)
+                for key, name, args in zip(keys, ("vision processor", "audio processor", "alerting"),
+                                           (["stream_processors", "vision"], ["stream_processors", "audio"],
+                                            ["alerting", "run"]))}
     producers: dict[str, CameraProducer | MicrophoneProducer] = {}
     if synthetic:
         producers["camera"] = CameraProducer(settings.camera, settings.kafka, settings.topics)

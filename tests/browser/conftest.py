@@ -195,6 +195,7 @@ class Live:
     """The running stack of the browser tests."""
 
     url: str  # the console on loopback
+    name: str  # the run's name: its topics and consumer groups start with it
     config: Path
     env: dict[str, str]  # the services' environment (secrets included)
     workdir: Path
@@ -258,17 +259,22 @@ def live(stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     doc["alerting"]["route"]["group_wait"] = "0s"
     doc["evidence"] = {"url": str(workdir / "evidence"), "public_url": f"http://127.0.0.1:{port}",
                        "capture_timeout": "5s"}
+    metrics_ports = {key: free_port() for key in ("vision", "alerting")}  # what the health page probes
+    doc["console"] = {"services": {key: f"http://127.0.0.1:{p}" for key, p in metrics_ports.items()},
+                      "lag_groups": [group_ids(name)[key] for key in metrics_ports], "health_interval": "1s"}
     config = workdir / "skysentry.yaml"
     config.write_text(yaml.safe_dump(doc, sort_keys=False))
     env = {k: v for k, v in os.environ.items() if not k.startswith("SKYSENTRY_")}
     env.update({WEBHOOK_SECRET_ENV: "browser-webhook-secret", TWILIO_TOKEN_ENV: "browser-twilio-token",
                 EVIDENCE_SECRET_ENV: uuid.uuid4().hex, "PYTHONUNBUFFERED": "1"})
-    services = {key: ServiceProcess(key, args, config, env=env, log_path=workdir / f"{key}.log", cwd=ROOT)
+    services = {key: ServiceProcess(key, args, config, log_path=workdir / f"{key}.log", cwd=ROOT,
+                                    env={**env, "SKYSENTRY_METRICS__ENABLED": "true",
+                                         "SKYSENTRY_METRICS__PORT": str(metrics_ports[key])})
                 for key, args in (("vision", ["stream_processors", "vision"]), ("alerting", ["alerting", "run"]))}
     watcher = Watcher(settings)
     background.call(watcher.__aenter__())
     drone = next(c for c in sample_clips() if c.truth == "drone")
-    run = Live(url=f"http://127.0.0.1:{port}", config=config, env=env, workdir=workdir, settings=settings,
+    run = Live(url=f"http://127.0.0.1:{port}", name=name, config=config, env=env, workdir=workdir, settings=settings,
                receiver=receiver, background=background, watcher=watcher, services=services,
                drone_camera=drone.camera())
     try:

@@ -1,15 +1,18 @@
 """The operator console in a real browser against the real stack (issue 15 item 6; the stack
 and the browser are in conftest.py): the wall shows the synthetic camera's frames moving; a
 drone pass makes its alert card, with the boxed snapshot, appear on /alerts without a reload
-(timed from the detection's capture); the card's silence button mutes the next pass (no
-notification reaches the loopback receiver, the silence is listed on /silences); beyond
-loopback the console refuses requests without credentials and refuses to start without any.
+(timed from the detection's capture) and its acknowledge button marks it acknowledged; the
+card's silence button mutes the next pass (no notification reaches the loopback receiver, the
+silence is listed on /silences, where its expire button ends it); /health shows each service up
+with its model and each consumer group's lag; beyond loopback the console refuses requests
+without credentials and refuses to start without any.
 
 The page names used here are the console's page contract (console/static, console/app.py).
 """
 
 from __future__ import annotations
 
+import json
 import secrets
 import socket
 import subprocess
@@ -192,6 +195,12 @@ def test_a_drone_pass_makes_its_alert_card_appear_live_with_its_snapshot(live, b
     browser.execute_script("arguments[0].scrollIntoView({block: 'start'})", c)
     browser.save_screenshot(str(artifacts / "alerts.png"))
 
+    # acknowledge: the card says so, live, and the console's API (the alerting's Redis) agrees
+    c.find_element(By.CSS_SELECTOR, "button.ack").click()
+    until(live, "the card acknowledged", lambda: (card(browser, alert.alert_id) or c).get_attribute(
+        "data-acknowledged") == "true", 20)
+    assert json.loads(http_get(f"{live.url}/api/alerts/{alert.alert_id}"))["acknowledged"] is True
+
 
 def test_the_silence_button_mutes_the_next_pass(live, browser, first_pass, artifacts, measured):
     source, first = live.drone_camera.camera_id, first_pass.alert
@@ -235,6 +244,33 @@ def test_the_silence_button_mutes_the_next_pass(live, browser, first_pass, artif
     measured["silence.quiet_window_after_second_firing_s"] = round(time.time() - fired_at, 1)
     assert notifications_about(live, source, silenced_at) == [], "a notification of the silenced camera arrived"
     assert not notifications_about(live, alert.alert_id, 0)
+
+    # expire it from /silences: the row goes, and the console's API no longer lists it
+    browser.get(live.url + "/silences")
+    row = until(live, "the silence's row", lambda: next(
+        (r for r in browser.find_elements(By.CSS_SELECTOR, "table#silences tr.silence") if source in r.text), None), 20)
+    sid = row.get_attribute("data-silence-id")
+    row.find_element(By.CSS_SELECTOR, "button.expire").click()
+    until(live, "the silence expired on the page", lambda: not browser.find_elements(
+        By.CSS_SELECTOR, f'table#silences tr.silence[data-silence-id="{sid}"]'), 20)
+    assert sid not in http_get(live.url + "/api/silences")
+
+
+def test_the_health_page_shows_each_service_its_model_and_the_groups_lag(live, browser, artifacts):
+    browser.get(live.url + "/health")
+    for service in ("vision", "alerting"):
+        until(live, f"{service} up on /health", lambda: browser.find_elements(
+            By.CSS_SELECTOR, f'table#services tr.service[data-service="{service}"][data-up="true"]'), 30)
+    row = until(live, "the vision processor's model on /health", lambda: browser.find_elements(
+        By.CSS_SELECTOR, 'tr.processor[data-service="vision"]'), 30)[0]
+    card = json.loads((ROOT / "models" / "vision.json").read_text())
+    assert (row.get_attribute("data-model"), row.get_attribute("data-version")) == (card["name"], card["version"])
+    groups = until(live, "consumer lag per group on /health", lambda: [
+        (g.get_attribute("data-group"), g.get_attribute("data-lag"))
+        for g in browser.find_elements(By.CSS_SELECTOR, "table#lag tr.group")] or None, 30)
+    assert {g for g, _ in groups} >= {f"{live.name}-vision", f"{live.name}-alerting"}, groups
+    assert all(lag.isdigit() for _, lag in groups), groups
+    browser.save_screenshot(str(artifacts / "health.png"))
 
 
 def non_loopback_address() -> tuple[str, str]:
