@@ -53,7 +53,8 @@ class VisionResult:
     score: float  # the frame's drone score
     boxes: list[Box] = field(default_factory=list)
     # every candidate of the box head before any threshold (the frame's normalised coordinates)
-    # and its drone probability: what candidate tracks average over frames
+    # and its drone probability: what candidate tracks average over frames (filled only when
+    # the card asks for them)
     candidates: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
     drone_probs: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
 
@@ -150,8 +151,9 @@ class VisionDetector(Detector):
             box_scores = np.asarray(out["box_scores"], dtype=np.float32)
             for i, frame in enumerate(frames):
                 results[i].boxes = self._postprocess(boxes[i], box_scores[i], frame.letterbox)
-                results[i].candidates = unletterbox_boxes(boxes[i].reshape(-1, 4), frame.letterbox)
-                results[i].drone_probs = np.nan_to_num(box_scores[i].reshape(len(results[i].candidates), -1)[:, 0])
+                if self.tracks is not None:  # what the tracks average; nothing else reads them
+                    results[i].candidates = unletterbox_boxes(boxes[i].reshape(-1, 4), frame.letterbox)
+                    results[i].drone_probs = np.nan_to_num(box_scores[i].reshape(len(results[i].candidates), -1)[:, 0])
         return results
 
     def frame_score(self, source: str, time_s: float, result: VisionResult) -> float:

@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import cv2
@@ -126,18 +126,20 @@ class Collected:
         return [d.input_event_id for d in self.detections]
 
 
-class OutputCollector:
-    """Reads the detections topic (and optionally a DLQ) in the background from the beginning."""
+class BackgroundReader:
+    """Reads topics from their start in the background (``async with``), handing each batch's
+    records of one partition to :meth:`read` with when they were read."""
 
-    def __init__(self, kafka: KafkaSettings, topics: TopicSettings, *, dlq_of: str | None = None) -> None:
+    def __init__(self, kafka: KafkaSettings, *topics: str) -> None:
         self.kafka = kafka
-        self.names = [topics.detections] + ([dlq(dlq_of)] if dlq_of else [])
-        self.dlq_topic = dlq(dlq_of) if dlq_of else None
-        self.out = Collected()
+        self.names = list(topics)
         self._task: asyncio.Task | None = None
         self._consumer = None
 
-    async def __aenter__(self) -> "OutputCollector":
+    def read(self, topic: str, records: list, read_at: datetime) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self):
         self._consumer = make_consumer(self.kafka, *self.names, group_id=None, auto_offset_reset="earliest",
                                        metadata_max_age_ms=1000)
         await self._consumer.start()
@@ -154,20 +156,32 @@ class OutputCollector:
             batches = await self._consumer.getmany(timeout_ms=200)
             now = utcnow()
             for tp, records in batches.items():
-                for r in records:
-                    if tp.topic == self.dlq_topic:
-                        self.out.dead.append(r)
-                        continue
-                    try:
-                        _, msg = decode_structured(r.value, (Detection, ScoreSummary))
-                    except ContractError:
-                        self.out.invalid += 1
-                        continue
-                    if isinstance(msg, Detection):
-                        self.out.detections.append(msg)
-                        self.out.received_at.setdefault(msg.id, now)
-                    else:
-                        self.out.summaries.append(msg)
+                self.read(tp.topic, records, now)
+
+
+class OutputCollector(BackgroundReader):
+    """Reads the detections topic (and optionally a DLQ) in the background from the beginning."""
+
+    def __init__(self, kafka: KafkaSettings, topics: TopicSettings, *, dlq_of: str | None = None) -> None:
+        super().__init__(kafka, topics.detections, *([dlq(dlq_of)] if dlq_of else []))
+        self.dlq_topic = dlq(dlq_of) if dlq_of else None
+        self.out = Collected()
+
+    def read(self, topic: str, records: list, read_at: datetime) -> None:
+        for r in records:
+            if topic == self.dlq_topic:
+                self.out.dead.append(r)
+                continue
+            try:
+                _, msg = decode_structured(r.value, (Detection, ScoreSummary))
+            except ContractError:
+                self.out.invalid += 1
+                continue
+            if isinstance(msg, Detection):
+                self.out.detections.append(msg)
+                self.out.received_at.setdefault(msg.id, read_at)
+            else:
+                self.out.summaries.append(msg)
 
     async def wait_for(self, predicate, timeout: float = 30.0, what: str = "outputs") -> Collected:
         deadline = time.monotonic() + timeout
@@ -180,38 +194,19 @@ class OutputCollector:
         return self.out
 
 
-class DetectionReader:
-    """Reads a detections topic from its start in the background (``async with``) and hands each
-    detection's CloudEvent (a dict) to :meth:`seen`, with when it was read: what the benches count and
-    time. Only ``json.loads`` (no model validation): a bench measures the processor, not this."""
-
-    def __init__(self, kafka, topic: str) -> None:
-        self.consumer = make_consumer(kafka, topic, group_id=None, auto_offset_reset="earliest",
-                                      metadata_max_age_ms=1000)
-        self._task = None
+class DetectionReader(BackgroundReader):
+    """Hands each detection's CloudEvent (a dict) on a detections topic to :meth:`seen`, with when
+    it was read: what the benches count and time. Only ``json.loads`` (no model validation): a
+    bench measures the processor, not this."""
 
     def seen(self, event: dict, read_at: datetime) -> None:
         raise NotImplementedError
 
-    async def __aenter__(self):
-        await self.consumer.start()
-        self._task = asyncio.create_task(self._run())
-        return self
-
-    async def __aexit__(self, *exc):
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
-        await self.consumer.stop()
-
-    async def _run(self) -> None:
-        while True:
-            batches = await self.consumer.getmany(timeout_ms=200)
-            now = datetime.now(timezone.utc)
-            for records in batches.values():
-                for r in records:
-                    event = json.loads(r.value)
-                    if event.get("type") == "skysentry.detection.v1":
-                        self.seen(event, now)
+    def read(self, topic: str, records: list, read_at: datetime) -> None:
+        for r in records:
+            event = json.loads(r.value)
+            if event.get("type") == "skysentry.detection.v1":
+                self.seen(event, read_at)
 
 
 def dlq_reason(record) -> str | None:

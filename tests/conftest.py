@@ -58,6 +58,18 @@ async def redis(stack: local_stack.StackInfo) -> AsyncIterator:
     await client.aclose()
 
 
+@pytest.fixture
+async def producer(stack: local_stack.StackInfo) -> AsyncIterator:
+    """A started Kafka producer on the session's broker."""
+    from skysentry.bus import make_producer
+    from skysentry.config import Settings
+
+    p = make_producer(Settings().kafka)
+    await p.start()
+    yield p
+    await p.stop()
+
+
 def _stack_users(stack_dir: Path, delta: int) -> int:
     """Count the pytest processes using the stack in ``stack_dir``; return the new count."""
     with (stack_dir / ".users.lock").open("a") as lock:

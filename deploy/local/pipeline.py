@@ -297,6 +297,13 @@ def free_port(host: str = "127.0.0.1", preferred: int | None = None) -> int:
     raise OSError(f"no free port on {host}")
 
 
+def with_metrics(env: dict[str, str], port: int | None) -> dict[str, str]:
+    """A service's environment with its /metrics, /livez and /readyz on ``port`` (None: as it is)."""
+    if port is None:
+        return env
+    return {**env, "SKYSENTRY_METRICS__ENABLED": "true", "SKYSENTRY_METRICS__PORT": str(port)}
+
+
 def start_console(config: Path, *, host: str = "127.0.0.1", port: int, env: dict[str, str],
                   log_path: Path | None = None, timeout_s: float = 60.0) -> ServiceProcess:
     """``python -m console --host H --port P --config FILE`` (the same as ``skysentry console``)
@@ -443,12 +450,7 @@ async def run_pipeline(settings: Settings, receiver: RecordingReceiver, workdir:
     env.update({WEBHOOK_SECRET_ENV: secret, TWILIO_TOKEN_ENV: secret, "PYTHONUNBUFFERED": "1"})
     if console_port is not None:
         env[EVIDENCE_SECRET_ENV] = secrets.token_hex(16)
-    def env_of(key: str) -> dict[str, str]:
-        if key not in metrics_ports:
-            return env
-        return {**env, "SKYSENTRY_METRICS__ENABLED": "true", "SKYSENTRY_METRICS__PORT": str(metrics_ports[key])}
-
-    services = {key: ServiceProcess(name, args, config, env=env_of(key), log_path=workdir / f"{key}.log", cwd=ROOT)
+    services = {key: ServiceProcess(name, args, config, env=with_metrics(env, metrics_ports.get(key)), log_path=workdir / f"{key}.log", cwd=ROOT)
                 for key, name, args in zip(keys, ("vision processor", "audio processor", "alerting"),
                                            (["stream_processors", "vision"], ["stream_processors", "audio"],
                                             ["alerting", "run"]))}

@@ -37,7 +37,8 @@ import yaml
 
 from alerting.testing import RecordingReceiver
 from deploy.local.pipeline import ROOT, WEBHOOK_SECRET_ENV, EVIDENCE_SECRET_ENV, TWILIO_TOKEN_ENV, Observed, \
-    Watcher, free_port, group_ids, pipeline_config, sample_clips, start_console
+    Watcher, free_port, group_ids, pipeline_config, sample_clips, start_console, \
+    with_metrics
 from producers.camera import CameraProducer
 from skysentry.config import CameraSettings, Settings, TopicSettings
 from skysentry.service import ServiceProcess
@@ -267,9 +268,8 @@ def live(stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SKYSENTRY_")}
     env.update({WEBHOOK_SECRET_ENV: "browser-webhook-secret", TWILIO_TOKEN_ENV: "browser-twilio-token",
                 EVIDENCE_SECRET_ENV: uuid.uuid4().hex, "PYTHONUNBUFFERED": "1"})
-    services = {key: ServiceProcess(key, args, config, log_path=workdir / f"{key}.log", cwd=ROOT,
-                                    env={**env, "SKYSENTRY_METRICS__ENABLED": "true",
-                                         "SKYSENTRY_METRICS__PORT": str(metrics_ports[key])})
+    services = {key: ServiceProcess(key, args, config, env=with_metrics(env, metrics_ports[key]),
+                                    log_path=workdir / f"{key}.log", cwd=ROOT)
                 for key, args in (("vision", ["stream_processors", "vision"]), ("alerting", ["alerting", "run"]))}
     watcher = Watcher(settings)
     background.call(watcher.__aenter__())

@@ -16,7 +16,7 @@ from alerting.config import AlertingServiceSettings
 from alerting.service import AlertingService
 from alerting.testing import RecordingReceiver
 from deploy.local import stack as local_stack
-from skysentry.bus import make_consumer, make_producer
+from skysentry.bus import make_consumer
 from skysentry.config import TopicSettings
 from skysentry.messages import Detection, ModelRef, ScoreSummary, decode_structured, encode_structured
 
@@ -113,16 +113,6 @@ async def running(settings: AlertingServiceSettings, replicas: int = 1) -> Async
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
             raise errors[0]
-
-
-@pytest.fixture
-async def producer(stack):
-    from skysentry.config import Settings
-
-    p = make_producer(Settings().kafka)
-    await p.start()
-    yield p
-    await p.stop()
 
 
 def detection(site: str, source: str, modality: str = "vision", *, seq: int | None = None, score: float = 0.9,

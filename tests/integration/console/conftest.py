@@ -24,7 +24,7 @@ from alerting.testing import RecordingReceiver
 from console.app import Console
 from console.auth import Credentials
 from console.config import ConsoleServiceSettings
-from skysentry.bus import client_options, make_producer
+from skysentry.bus import client_options
 from skysentry.config import Settings, TopicSettings
 from skysentry.messages import Detection, ModelRef, encode_structured
 
@@ -48,14 +48,6 @@ async def topics(stack, uid) -> TopicSettings:
     finally:
         await admin.close()
     return t
-
-
-@pytest.fixture
-async def producer(stack):
-    p = make_producer(Settings().kafka)
-    await p.start()
-    yield p
-    await p.stop()
 
 
 @pytest.fixture
