@@ -65,6 +65,7 @@ class RegionSet:
         self.groups: list[str] = []
         self.boxes: list[np.ndarray] = []  # float32 [4] px
         self.truths: list[np.ndarray] = []  # float32 [4] px or NaN
+        self.sides: list[float] = []  # px: the side of the region the crop was resampled from
 
     def add(self, canvas: np.ndarray, boxes_px: np.ndarray, labels: list[int], group: str,
             truths: np.ndarray | None = None) -> None:
@@ -81,6 +82,7 @@ class RegionSet:
             crops = crop_regions(x, torch.from_numpy(regions)[None]) * 128.0 + 127.0
         self.crops += list(crops.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy())
         self.labels += list(labels)
+        self.sides += list(regions[:, 2] - regions[:, 0])
         self.groups += [group] * len(labels)
         self.boxes += list(np.asarray(boxes_px, np.float32))
         self.truths += list(np.full((len(labels), 4), np.nan, np.float32) if truths is None
@@ -88,7 +90,7 @@ class RegionSet:
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {"crops": np.stack(self.crops), "labels": np.array(self.labels, np.int64),
-                "boxes": np.stack(self.boxes), "truths": np.stack(self.truths)}
+                "boxes": np.stack(self.boxes), "truths": np.stack(self.truths), "sides": np.array(self.sides, np.float32)}
 
 
 def match_candidates(props: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -330,11 +332,15 @@ def train_local(classifier, tr: dict, va: dict, mlp_val_probs: np.ndarray, *, ep
     """Train ``classifier.local`` (:class:`~trainer.vision_model.LocalNet`) from scratch on the
     region crops (``tr``/``va``: :meth:`RegionSet.arrays`) with class-balanced cross-entropy and
     light augmentation, and keep the epoch whose average with the MLP's validation probabilities
-    ``mlp_val_probs`` scores best by :func:`drone_tpr` (what the served graph computes). ~2.5 min
+    ``mlp_val_probs`` (:func:`~trainer.vision_model.blend`, as the served graph computes it)
+    scores best by :func:`drone_tpr`. ~2.5 min
     an epoch on two CPU cores for ~30 000 regions."""
     import torch
 
+    from trainer.vision_model import blend
+
     local = classifier.local
+    sides = torch.from_numpy(va["sides"])
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     n_out = int(local.head[-1].out_features)
@@ -368,10 +374,11 @@ def train_local(classifier, tr: dict, va: dict, mlp_val_probs: np.ndarray, *, ep
             opt.step()
             sched.step()
         probs = predict()
-        alone, both = drone_tpr(probs, va["labels"]), drone_tpr((probs + mlp_val_probs) / 2, va["labels"])
+        served = blend(torch.from_numpy(mlp_val_probs), torch.from_numpy(probs), sides).numpy()
+        alone, both = drone_tpr(probs, va["labels"]), drone_tpr(served, va["labels"])
         if console:
             console.print(f"local CNN epoch {epoch + 1}: val drone TPR at 1 % FPR {alone:.3f} alone, "
-                          f"{both:.3f} averaged with the MLP")
+                          f"{both:.3f} blended with the MLP")
         if both > best[0]:
             best, best_state = (both, epoch + 1, alone), {k: v.clone() for k, v in local.state_dict().items()}
     local.load_state_dict(best_state)

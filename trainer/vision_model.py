@@ -254,6 +254,16 @@ CROP_FROZEN_BLOCKS = 16  # the crop trunk's blocks that stay ImageNet's (all 16:
 
 
 LOCAL_SIZE = 64  # px: the local CNN sees the region at this size
+LOCAL_MAX_REGION = 256.0  # px: a larger region (a target > 128 px) is the MLP's alone
+
+
+def blend(mlp_probs: torch.Tensor, local_probs: torch.Tensor, sides: torch.Tensor) -> torch.Tensor:
+    """The class probabilities of regions of side ``sides`` px: the average of the MLP's and the
+    local CNN's up to ``LOCAL_MAX_REGION``, the MLP's alone above it. The local CNN is there for
+    small blurry targets; on large ones (studio photos, a close helicopter) ImageNet's features are
+    the better judge (validation: drone_bird_cls regions above the 1 % cut 0.90 averaged, 0.95 so)."""
+    w = 0.5 * (sides <= LOCAL_MAX_REGION).to(mlp_probs.dtype).unsqueeze(-1)
+    return mlp_probs * (1 - w) + local_probs * w
 
 
 class LocalNet(nn.Module):
@@ -287,7 +297,8 @@ class CropClassifier(nn.Module):
     """A region → background or one of the classes, and where the target sits in it: the ImageNet
     EfficientNet-Lite0 trunk, a small MLP on its pooled features (the class) and a small head on
     its 3x3 map (box deltas, :func:`apply_deltas`: pooling would throw away where the target is);
-    with ``local``, the class probabilities are the average of the MLP's and a :class:`LocalNet`'s.
+    with ``local``, the class probabilities of small regions are the average of the MLP's and a
+    :class:`LocalNet`'s (:func:`blend`).
     Training keeps the stem and the first ``CROP_FROZEN_BLOCKS`` blocks as they are (their maps
     are cached) and trains the rest."""
 
@@ -327,13 +338,13 @@ class CropClassifier(nn.Module):
         blocks = list(self.trunk.blocks[CROP_FROZEN_BLOCKS:])
         return [*blocks, *([self.trunk.head] if blocks else []), self.mlp, self.refine]
 
-    def forward(self, crops: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalised float crops → (probabilities ``[N, 1 + C]`` over background and the classes,
-        box deltas ``[N, 4]``)."""
+    def forward(self, crops: torch.Tensor, sides: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised float crops of regions of side ``sides`` px → (probabilities ``[N, 1 + C]``
+        over background and the classes, box deltas ``[N, 4]``)."""
         logits, deltas = self.upper(self.lower(crops))
         probs = torch.softmax(logits, dim=1)
         if self.local is not None:
-            probs = (probs + torch.softmax(self.local(crops), dim=1)) / 2
+            probs = blend(probs, torch.softmax(self.local(crops), dim=1), sides)
         return probs, deltas
 
 
@@ -388,8 +399,8 @@ class TwoStageDetector(nn.Module):
         x = (image.permute(0, 3, 1, 2).to(torch.float32) - 127.0) * (1.0 / 128.0)
         boxes, _ = self.proposals(image)
         p = self.proposer
-        crops = crop_regions(x, candidate_regions(boxes, p.width, p.height))
-        probs, deltas = self.classifier(crops)
+        regions = candidate_regions(boxes, p.width, p.height)
+        probs, deltas = self.classifier(crop_regions(x, regions), (regions[..., 2] - regions[..., 0]).reshape(-1))
         probs = probs[:, 1:].reshape(image.shape[0], self.k, -1)
         boxes = apply_deltas(boxes, deltas.reshape(image.shape[0], self.k, 4))
         return probs[..., 0].amax(dim=1), (boxes / p.scale).clamp(0.0, 1.0), probs
