@@ -453,7 +453,7 @@ def ship(served, onnx_path: Path, parity_images: np.ndarray, *, name: str, versi
 
     from detectors.card import InputSpec, Temporal, Thresholds
     from trainer.export import export_onnx, parity
-    from trainer.vision_model import CANDIDATES, CONTEXT, CROP, LOCAL_SIZE, STRIDE
+    from trainer.vision_model import CANDIDATES, CONTEXT, CROP, LOCAL_MAX_REGION, LOCAL_SIZE, STRIDE
 
     height, width = served.proposer.height, served.proposer.width
     classes = served.proposer.classes
@@ -462,8 +462,8 @@ def ship(served, onnx_path: Path, parity_images: np.ndarray, *, name: str, versi
     diff = parity(served, onnx_path, parity_images, "image", batch=8)
     spec = InputSpec(name="image", dtype="uint8", shape=["batch", height, width, 3], layout="NHWC", color="RGB",
                      resize="letterbox")
-    local = (f" averaged with a small CNN trained from scratch on the regions at {LOCAL_SIZE} px"
-             if served.classifier.local is not None else "")
+    local = (f", averaged on regions up to {LOCAL_MAX_REGION:g} px with a small CNN trained from scratch on the "
+             f"regions at {LOCAL_SIZE} px," if served.classifier.local is not None else "")
     kw = dict(name=name, version=version, task="vision", input_spec=spec, outputs=outputs, digest=digest, data=data,
               parity_diff=diff, thresholds=Thresholds(report=0.5, box=0.4, nms_iou=0.45), labels=list(classes),
               temporal=Temporal(frames=temporal_frames),
