@@ -331,10 +331,9 @@ def train_local(classifier, tr: dict, va: dict, mlp_val_probs: np.ndarray, *, ep
                 batch: int = 128, seed: int = 0, console=None) -> dict:
     """Train ``classifier.local`` (:class:`~trainer.vision_model.LocalNet`) from scratch on the
     region crops (``tr``/``va``: :meth:`RegionSet.arrays`) with class-balanced cross-entropy and
-    light augmentation, and keep the epoch whose average with the MLP's validation probabilities
+    light augmentation, and keep the epoch whose blend with the MLP's validation probabilities
     ``mlp_val_probs`` (:func:`~trainer.vision_model.blend`, as the served graph computes it)
-    scores best by :func:`drone_tpr`. ~2.5 min
-    an epoch on two CPU cores for ~30 000 regions."""
+    scores best by :func:`drone_tpr`. ~2.5 min an epoch on two CPU cores for ~30 000 regions."""
     import torch
 
     from trainer.vision_model import blend
