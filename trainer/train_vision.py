@@ -500,14 +500,9 @@ def retrain_second_stage(onnx_path: Path, data: list[Path], eval_data: list[Path
                                        console=console, label_step=label_step, proposal_step=proposal_step,
                                        local_epochs=local_epochs)
     metrics |= {k: v for k, v in old.metrics.items() if k.startswith("stage1.") or k == "best_epoch"}
-    frames = []
-    for root in [r for r in data if is_video_folder(r)]:
-        for it in list_items(root, "video", "val", seed)[:16]:
-            cap = cv2.VideoCapture(str(it.path))
-            ok, bgr = cap.read()
-            cap.release()
-            if ok:
-                frames.append(letterbox(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), proposer.width, proposer.height)[0])
+    frames = [place(rgb, np.zeros((0, 4), np.float32), proposer.width, proposer.height)[0]  # the val clips' first frames
+              for root in data if is_video_folder(root) for it in list_items(root, "video", "val", seed)[:16]
+              for rgb in read_frames(it.path, [1]).values()]
     run_dir.mkdir(parents=True, exist_ok=True)
     name, version = old.name, new_version()
     onnx_path, card = ship(served, Path(out) / f"{name}.onnx", np.stack(frames), name=name, version=version,
