@@ -150,24 +150,30 @@ class EvidenceCollector:
             raise LookupError(f"topic {topic} does not exist")
         key = source.encode()
         tp = TopicPartition(topic, partition_for(key, len(parts)))
-        c.assign([tp])
         start_ms = int((captured_at.timestamp() - before_s - SLACK_BEFORE_S) * 1000)
         stop_ms = int((captured_at.timestamp() + after_s + SLACK_AFTER_S) * 1000)
+        # Offsets first, with nothing assigned: while a partition is assigned, the consumer keeps
+        # a fetch waiting on the broker (up to fetch_max_wait_ms, 500 ms) and an offset request
+        # queues behind it on the same connection; half a second per alert, serialised.
         found = (await c.offsets_for_times({tp: start_ms}))[tp]
         end = (await c.end_offsets([tp]))[tp]
         if found is None or found.offset >= end:
             return []
+        c.assign([tp])
         c.seek(tp, found.offset)
         out = []
-        while True:
-            batch = (await c.getmany(tp, timeout_ms=500, max_records=500)).get(tp, [])
-            for r in batch:
-                if r.offset >= end or r.timestamp > stop_ms:
-                    return out
-                if r.key == key:
-                    out.append(r)
-            if (batch and batch[-1].offset + 1 >= end) or (not batch and await c.position(tp) >= end):
-                return out  # read up to where the partition ended when we looked
+        try:
+            while True:
+                batch = (await c.getmany(tp, timeout_ms=500, max_records=500)).get(tp, [])
+                for r in batch:
+                    if r.offset >= end or r.timestamp > stop_ms:
+                        return out
+                    if r.key == key:
+                        out.append(r)
+                if (batch and batch[-1].offset + 1 >= end) or (not batch and await c.position(tp) >= end):
+                    return out  # read up to where the partition ended when we looked
+        finally:
+            c.assign([])  # idle between alerts: no fetch left waiting on the broker
 
 
 def _header(record, name: str) -> str | None:
