@@ -513,7 +513,7 @@ def _ensure_redis(state: Path, doc: dict[str, Any], want_port: int | None, timeo
     # The settings alerting's guarantees need (README, "Redis for alerting"): the append-only
     # file rather than snapshots, and never evicting a key to make room.
     cmd = [server, "--bind", HOST, "--port", str(port), "--save", "", "--appendonly", "yes",
-           "--appendfsync", "everysec", "--maxmemory-policy", "noeviction",
+           "--appendfsync", "always", "--maxmemory-policy", "noeviction",
            "--dir", str(state), "--daemonize", "no", "--logfile", ""]
     proc = _spawn(cmd, state, log, f"redis-server on {HOST}:{port}")
     entry.update(pid=proc.pid, started_at=time.time())

@@ -551,7 +551,7 @@ async def test_redis_kill_9_with_the_stacks_settings(own_stack, toy, tmp_path):
         await asyncio.sleep(1.0)
         await asyncio.to_thread(local_stack.start_redis, drill.state_dir)  # same port, its append-only file
 
-    out, _ = await run_drill("Redis kill -9 (appendonly, everysec)", own_stack.bootstrap_servers,
+    out, _ = await run_drill("Redis kill -9 (appendonly, always)", own_stack.bootstrap_servers,
                              own_stack.redis_url, tmp_path, toy, fault=fault, state_dir=own_stack.state_dir)
     check(out)
 

@@ -133,5 +133,5 @@ def test_the_stacks_redis_runs_with_the_settings_alerting_needs(own_redis):
             await client.aclose()
 
     conf = asyncio.run(config())
-    assert conf["appendonly"] == "yes" and conf["appendfsync"] == "everysec"
+    assert conf["appendonly"] == "yes" and conf["appendfsync"] == "always"
     assert conf["maxmemory-policy"] == "noeviction"
