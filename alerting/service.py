@@ -79,9 +79,12 @@ class ServiceStartError(RuntimeError):
 async def check_redis_keeps_keys(redis: aioredis.Redis, *, allow_evicting: bool) -> None:
     """Refuse a Redis that evicts keys when full: an evicted alert fires again, an evicted
     outbox entry is a notification lost. ``maxmemory`` 0 (no limit) or the ``noeviction``
-    policy is fine. A Redis that refuses CONFIG (managed services often do) gets a warning."""
+    policy is fine. A Redis that refuses CONFIG (managed services often do) gets a warning, and
+    so does one that may answer a write before it is on disk (not ``appendonly yes`` with
+    ``appendfsync always``): its crash can lose an alert's last change (docs/drills.md)."""
     try:
         conf = await redis.config_get("maxmemory*")
+        conf.update(await redis.config_get("append*"))
     except ResponseError as exc:
         log.warning("cannot check Redis's eviction policy (CONFIG GET refused: %s); alert state needs "
                     "maxmemory-policy noeviction", exc)
@@ -94,6 +97,10 @@ async def check_redis_keeps_keys(redis: aioredis.Redis, *, allow_evicting: bool)
             raise ServiceStartError(f"{problem}: set maxmemory-policy noeviction (or maxmemory 0), or accept the "
                                     "risk with --allow-evicting-redis (alerting.allow_evicting_redis: true).")
         log.warning("%s; starting anyway (allow_evicting_redis)", problem)
+    if (conf.get("appendonly"), conf.get("appendfsync")) != ("yes", "always"):
+        log.warning("Redis runs with appendonly %s, appendfsync %s: a crash of Redis can lose the alert state of "
+                    "its last moments (an alert fired again, a notification sent twice); run it with appendonly "
+                    "yes and appendfsync always", conf.get("appendonly"), conf.get("appendfsync"))
 
 
 class _ReadyOnAssignment(ConsumerRebalanceListener):

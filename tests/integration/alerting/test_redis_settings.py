@@ -89,6 +89,19 @@ async def test_a_limit_with_noeviction_or_a_redis_that_refuses_config_starts(own
     assert len(warned) == 1 and "app-pw" not in warned[0]
 
 
+async def test_a_redis_that_answers_before_its_disk_gets_a_warning(own_redis, make_settings, kit, caplog):
+    settings = make_settings({}).model_copy(update={"redis": RedisSettings(url=own_redis)})
+    for appendfsync, warnings in (("always", 0), ("everysec", 1)):
+        await _configure(own_redis, appendfsync=appendfsync)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="alerting.service"):
+            async with kit.running(settings) as services:
+                assert services[0].ready.is_set()
+        warned = [r.getMessage() for r in caplog.records if "appendfsync" in r.getMessage()]
+        assert len(warned) == warnings, warned
+        assert all("appendfsync everysec" in w and "appendfsync always" in w for w in warned)
+
+
 async def test_alert_state_survives_a_kill_9_of_the_stacks_redis(own_redis, tmp_path, uid, kit):
     state_dir = tmp_path / "redis"  # where own_redis runs it, with the stack's own settings
     settings = AlertingSettings(key_prefix=f"test:{uid}", confirm={"k": 3, "n": 5, "threshold": 0.6})
