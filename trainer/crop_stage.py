@@ -71,13 +71,13 @@ class RegionSet:
             truths: np.ndarray | None = None) -> None:
         import torch
 
-        from trainer.vision_model import crop_regions
+        from trainer.vision_model import crop_regions, normalise
 
         if not len(boxes_px):
             return
         h, w = canvas.shape[:2]
         regions = _regions(boxes_px, w, h)
-        x = (torch.from_numpy(canvas).permute(2, 0, 1)[None].float() - 127.0) / 128.0
+        x = normalise(torch.from_numpy(canvas)[None])
         with torch.no_grad():  # the served graph's own resampling, back to pixels
             crops = crop_regions(x, torch.from_numpy(regions)[None]) * 128.0 + 127.0
         self.crops += list(crops.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy())
@@ -336,7 +336,7 @@ def train_local(classifier, tr: dict, va: dict, mlp_val_probs: np.ndarray, *, ep
     scores best by :func:`drone_tpr`. ~2.5 min an epoch on two CPU cores for ~30 000 regions."""
     import torch
 
-    from trainer.vision_model import blend
+    from trainer.vision_model import blend, normalise
 
     local = classifier.local
     sides = torch.from_numpy(va["sides"])
@@ -353,20 +353,17 @@ def train_local(classifier, tr: dict, va: dict, mlp_val_probs: np.ndarray, *, ep
     opt = torch.optim.AdamW(local.parameters(), lr=lr, weight_decay=5e-2)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=epochs * steps, pct_start=0.1)
 
-    def normalised(x):  # uint8-valued NHWC → the graph's normalised NCHW
-        return (x.permute(0, 3, 1, 2).float() - 127.0) / 128.0
-
     def predict() -> np.ndarray:
         local.eval()
         with torch.no_grad():
-            return np.concatenate([torch.softmax(local(normalised(x_va[k:k + 512])), dim=1).numpy()
+            return np.concatenate([torch.softmax(local(normalise(x_va[k:k + 512])), dim=1).numpy()
                                    for k in range(0, len(x_va), 512)])
 
     best, best_state = (-1.0, 0, 0.0), None
     for epoch in range(epochs):
         local.train()
         for i in np.array_split(rng.permutation(len(x_tr)), steps):
-            logits = local(normalised(_augment(x_tr[i], rng)))
+            logits = local(normalise(_augment(x_tr[i], rng)))
             loss = torch.nn.functional.cross_entropy(logits, y_tr[i], weight=weight, label_smoothing=0.05)
             opt.zero_grad()
             loss.backward()

@@ -43,6 +43,12 @@ CLASSES = ("drone", "bird", "airplane", "helicopter")
 HEIGHT, WIDTH = 512, 640
 
 
+def normalise(images: torch.Tensor) -> torch.Tensor:
+    """uint8-valued NHWC images → the float NCHW every network here takes, ``(x − 127) / 128``
+    (inside the served graph, so the processors send raw pixels)."""
+    return (images.permute(0, 3, 1, 2).to(torch.float32) - 127.0) * (1.0 / 128.0)
+
+
 def _pad(kernel: int, stride: int) -> nn.Module:
     """TF "same" padding for even input sizes (asymmetric when stride is 2)."""
     total = kernel - stride
@@ -169,8 +175,7 @@ class FieldDetector(nn.Module):
 
     def features(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         """uint8 NHWC → the frozen backbone's taps {f8, f16, f32} (cached in training)."""
-        x = image.permute(0, 3, 1, 2).to(torch.float32)
-        h = self.backbone.stem((x - 127.0) * (1.0 / 128.0))
+        h = self.backbone.stem(normalise(image))
         out = {}
         for i, block in enumerate(self.backbone.blocks):
             h = block(h)
@@ -396,7 +401,7 @@ class TwoStageDetector(nn.Module):
         return torch.gather(boxes, 1, idx.unsqueeze(-1).expand(-1, -1, 4)), top
 
     def forward(self, image: torch.Tensor):
-        x = (image.permute(0, 3, 1, 2).to(torch.float32) - 127.0) * (1.0 / 128.0)
+        x = normalise(image)
         boxes, _ = self.proposals(image)
         p = self.proposer
         regions = candidate_regions(boxes, p.width, p.height)
@@ -426,5 +431,4 @@ class LowerGraph(nn.Module):
         self.classifier = classifier
 
     def forward(self, crops: torch.Tensor) -> torch.Tensor:
-        x = (crops.permute(0, 3, 1, 2).to(torch.float32) - 127.0) * (1.0 / 128.0)
-        return self.classifier.lower(x)
+        return self.classifier.lower(normalise(crops))
