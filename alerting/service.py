@@ -83,8 +83,7 @@ async def check_redis_keeps_keys(redis: aioredis.Redis, *, allow_evicting: bool)
     so does one that may answer a write before it is on disk (not ``appendonly yes`` with
     ``appendfsync always``): its crash can lose an alert's last change (docs/drills.md)."""
     try:
-        conf = await redis.config_get("maxmemory*")
-        conf.update(await redis.config_get("append*"))
+        conf = await redis.config_get("maxmemory*", "append*")
     except ResponseError as exc:
         log.warning("cannot check Redis's eviction policy (CONFIG GET refused: %s); alert state needs "
                     "maxmemory-policy noeviction", exc)
@@ -97,10 +96,11 @@ async def check_redis_keeps_keys(redis: aioredis.Redis, *, allow_evicting: bool)
             raise ServiceStartError(f"{problem}: set maxmemory-policy noeviction (or maxmemory 0), or accept the "
                                     "risk with --allow-evicting-redis (alerting.allow_evicting_redis: true).")
         log.warning("%s; starting anyway (allow_evicting_redis)", problem)
-    if (conf.get("appendonly"), conf.get("appendfsync")) != ("yes", "always"):
+    persistence = (conf.get("appendonly"), conf.get("appendfsync"))
+    if persistence != ("yes", "always"):
         log.warning("Redis runs with appendonly %s, appendfsync %s: a crash of Redis can lose the alert state of "
                     "its last moments (an alert fired again, a notification sent twice); run it with appendonly "
-                    "yes and appendfsync always", conf.get("appendonly"), conf.get("appendfsync"))
+                    "yes and appendfsync always", *persistence)
 
 
 class _ReadyOnAssignment(ConsumerRebalanceListener):

@@ -511,7 +511,8 @@ def _ensure_redis(state: Path, doc: dict[str, Any], want_port: int | None, timeo
     log = state / "redis.log"
     offset = log.stat().st_size if log.exists() else 0
     # The settings alerting's guarantees need (README, "Redis for alerting"): the append-only
-    # file rather than snapshots, and never evicting a key to make room.
+    # file rather than snapshots, each write in it before Redis answers (fsync always: with
+    # everysec a kill -9 can lose the last second), and never evicting a key to make room.
     cmd = [server, "--bind", HOST, "--port", str(port), "--save", "", "--appendonly", "yes",
            "--appendfsync", "always", "--maxmemory-policy", "noeviction",
            "--dir", str(state), "--daemonize", "no", "--logfile", ""]
