@@ -327,18 +327,21 @@ def _augment(crops, rng):
     return torch.roll(x, (int(dy), int(dx)), (1, 2)).clamp(0, 255)
 
 
-def train_local(classifier, tr: dict, va: dict, mlp_val_probs: np.ndarray, *, epochs: int = 8, lr: float = 2e-3,
-                batch: int = 128, seed: int = 0, console=None) -> dict:
-    """Train ``classifier.local`` (:class:`~trainer.vision_model.LocalNet`) from scratch on the
+def train_local(classifier, tr: dict, va: dict, mlp_val_probs: np.ndarray, *, epochs: int = 8,
+                lr: float | None = None, batch: int = 128, seed: int = 0, console=None) -> dict:
+    """Train ``classifier.local`` (:class:`~trainer.vision_model.TunedLocalNet` or
+    :class:`~trainer.vision_model.LocalNet`; ``lr`` defaults to the net's own ``lr``) on the
     region crops (``tr``/``va``: :meth:`RegionSet.arrays`) with class-balanced cross-entropy and
     light augmentation, and keep the epoch whose blend with the MLP's validation probabilities
     ``mlp_val_probs`` (:func:`~trainer.vision_model.blend`, as the served graph computes it)
-    scores best by :func:`drone_tpr`. ~2.5 min an epoch on two CPU cores for ~30 000 regions."""
+    scores best by :func:`drone_tpr`. For ~30 000 regions on two CPU cores: ~3.5 min an epoch
+    (tuned), ~2.5 min (from scratch)."""
     import torch
 
     from trainer.vision_model import blend, normalise
 
     local = classifier.local
+    lr = lr or local.lr
     sides = torch.from_numpy(va["sides"])
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -373,7 +376,7 @@ def train_local(classifier, tr: dict, va: dict, mlp_val_probs: np.ndarray, *, ep
         served = blend(torch.from_numpy(mlp_val_probs), torch.from_numpy(probs), sides).numpy()
         alone, both = drone_tpr(probs, va["labels"]), drone_tpr(served, va["labels"])
         if console:
-            console.print(f"local CNN epoch {epoch + 1}: val drone TPR at 1 % FPR {alone:.3f} alone, "
+            console.print(f"local net epoch {epoch + 1}: val drone TPR at 1 % FPR {alone:.3f} alone, "
                           f"{both:.3f} blended with the MLP")
         if both > best[0]:
             best, best_state = (both, epoch + 1, alone), {k: v.clone() for k, v in local.state_dict().items()}

@@ -52,14 +52,14 @@ def load_served(path: Path, *, height: int | None = None, width: int | None = No
     import onnx
     import torch
 
-    from trainer.vision_model import HEIGHT, WIDTH, CropClassifier, FieldDetector, TwoStageDetector
+    from trainer.vision_model import HEIGHT, LOCAL_KINDS, WIDTH, CropClassifier, FieldDetector, TwoStageDetector
 
     height, width = height or HEIGHT, width or WIDTH
     graph = onnx.load(str(path)).graph
     values = _tensors(graph)
     nodes = [n for n in graph.node if n.op_type in ("Conv", "Gemm")]
     example = torch.zeros(1, height, width, 3, dtype=torch.uint8)
-    for local in (True, False):  # graphs before the local CNN have no such layers
+    for local in (*LOCAL_KINDS, None):  # each local net graphs have shipped with, or none (before 20261202.152936)
         served = TwoStageDetector(FieldDetector(height, width, pretrained=False),
                                   CropClassifier(pretrained=False, local=local)).eval()
         layers = _run_order(served, example)

@@ -453,7 +453,8 @@ def ship(served, onnx_path: Path, parity_images: np.ndarray, *, name: str, versi
 
     from detectors.card import InputSpec, Temporal, Thresholds
     from trainer.export import export_onnx, parity
-    from trainer.vision_model import CANDIDATES, CONTEXT, CROP, LOCAL_MAX_REGION, LOCAL_SIZE, STRIDE
+    from trainer.vision_model import CANDIDATES, CONTEXT, CROP, LOCAL_MAX_REGION, LOCAL_SIZE, STRIDE, TUNED_BLOCKS, \
+        TunedLocalNet
 
     height, width = served.proposer.height, served.proposer.width
     classes = served.proposer.classes
@@ -462,8 +463,12 @@ def ship(served, onnx_path: Path, parity_images: np.ndarray, *, name: str, versi
     diff = parity(served, onnx_path, parity_images, "image", batch=8)
     spec = InputSpec(name="image", dtype="uint8", shape=["batch", height, width, 3], layout="NHWC", color="RGB",
                      resize="letterbox")
-    local = (f", averaged on regions up to {LOCAL_MAX_REGION:g} px with a small CNN trained from scratch on the "
-             f"regions at {LOCAL_SIZE} px," if served.classifier.local is not None else "")
+    net = served.classifier.local
+    local = ("" if net is None else
+             f", averaged on regions up to {LOCAL_MAX_REGION:g} px with EfficientNet-Lite0's first {TUNED_BLOCKS} "
+             f"blocks (ImageNet) fine-tuned on the regions at {CROP} px," if isinstance(net, TunedLocalNet) else
+             f", averaged on regions up to {LOCAL_MAX_REGION:g} px with a small CNN trained from scratch on the "
+             f"regions at {LOCAL_SIZE} px,")
     kw = dict(name=name, version=version, task="vision", input_spec=spec, outputs=outputs, digest=digest, data=data,
               parity_diff=diff, thresholds=Thresholds(report=0.5, box=0.4, nms_iou=0.45), labels=list(classes),
               temporal=Temporal(frames=temporal_frames),

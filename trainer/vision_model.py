@@ -35,6 +35,7 @@ from torch import nn
 # (repeats, kernel, stride, expand, out) per stage, EfficientNet-Lite0 (width = depth = 1.0)
 STAGES = [(1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80), (3, 5, 1, 6, 112),
           (4, 5, 2, 6, 192), (1, 3, 1, 6, 320)]
+STAGES_OUT = [out for repeats, *_, out in STAGES for _ in range(repeats)]  # each block's output channels
 BN_EPS = 1e-3
 STRIDE = 8
 TAPS = {4: "f8", 10: "f16", 15: "f32"}  # block index → the map it gives the pyramid
@@ -272,12 +273,15 @@ def blend(mlp_probs: torch.Tensor, local_probs: torch.Tensor, sides: torch.Tenso
 
 
 class LocalNet(nn.Module):
-    """A small CNN trained from scratch on the regions themselves (background or a class).
+    """A small CNN trained from scratch on the regions themselves (background or a class): the
+    local net of graphs 20261202.152936 and before (``local="scratch"``).
 
     Why: ImageNet's features of a 30 px drone or bird resampled to 96 px separate them poorly
     (validation: 64 % of small drone regions above the 1 % false-positive cut); a CNN that learns
     those blurry shapes on the field clips' own regions does better on them alone (71 %) and worse
     overall, and the blend of the two does better than either (models/README, design search item 6)."""
+
+    lr = 2e-3  # the peak learning rate of its training (trainer.crop_stage.train_local)
 
     def __init__(self, n_out: int, width: int = 32):
         super().__init__()
@@ -298,17 +302,52 @@ class LocalNet(nn.Module):
         return self.head(torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1))
 
 
+TUNED_BLOCKS = 11  # the ImageNet blocks the tuned local net keeps (to stride 16, 112 channels)
+
+
+class TunedLocalNet(nn.Module):
+    """The local net (``local="imagenet"``, the default): ImageNet EfficientNet-Lite0's stem and
+    first ``TUNED_BLOCKS`` blocks, fine-tuned on the regions at ``CROP`` px, then a 1x1 convolution
+    and mean + max pooling (background or a class).
+
+    Why: the from-scratch :class:`LocalNet` learns small blurry targets from the 30-odd training
+    clips alone; starting from ImageNet's edges and textures and tuning them on the same regions
+    separates drones better (validation drone regions above the 1 % false-positive cut: 0.855
+    alone against 0.671, 0.870 blended with the MLP against 0.864; models/README design item 8)
+    with about a quarter of its multiply-adds."""
+
+    lr = 1e-3
+
+    def __init__(self, n_out: int, pretrained: bool = True):
+        super().__init__()
+        trunk = EfficientNetLite0()
+        if pretrained:
+            trunk.load_pretrained()
+        self.stem, self.blocks = trunk.stem, nn.Sequential(*trunk.blocks[:TUNED_BLOCKS])
+        channels = STAGES_OUT[TUNED_BLOCKS - 1]
+        self.mix = nn.Sequential(nn.Conv2d(channels, 128, 1), nn.ReLU(inplace=True))
+        self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(256, n_out))
+
+    def forward(self, crops: torch.Tensor) -> torch.Tensor:
+        """Normalised float crops ``[N, 3, CROP, CROP]`` → logits ``[N, n_out]``."""
+        h = self.mix(self.blocks(self.stem(crops)))
+        return self.head(torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1))
+
+
+LOCAL_KINDS = ("imagenet", "scratch")  # CropClassifier(local=...): TunedLocalNet, LocalNet
+
+
 class CropClassifier(nn.Module):
     """A region → background or one of the classes, and where the target sits in it: the ImageNet
     EfficientNet-Lite0 trunk, a small MLP on its pooled features (the class) and a small head on
     its 3x3 map (box deltas, :func:`apply_deltas`: pooling would throw away where the target is);
-    with ``local``, the class probabilities of small regions are the average of the MLP's and a
-    :class:`LocalNet`'s (:func:`blend`).
+    with ``local`` (one of ``LOCAL_KINDS``), the class probabilities of small regions are the
+    average of the MLP's and a local net's (:class:`TunedLocalNet`, :class:`LocalNet`; :func:`blend`).
     Training keeps the stem and the first ``CROP_FROZEN_BLOCKS`` blocks as they are (their maps
     are cached) and trains the rest."""
 
     def __init__(self, n_classes: int = len(CLASSES), pretrained: bool = True, hidden: int = 256,
-                 local: bool = True):
+                 local: str | None = "imagenet"):
         super().__init__()
         self.trunk = EfficientNetLite0()
         if pretrained:
@@ -321,7 +360,10 @@ class CropClassifier(nn.Module):
                                     nn.Linear(64 * side * side, 4))
         nn.init.zeros_(self.refine[-1].weight)  # zero deltas: the candidate's box as it is
         nn.init.zeros_(self.refine[-1].bias)
-        self.local = LocalNet(n_classes + 1) if local else None
+        if local not in (*LOCAL_KINDS, None):
+            raise ValueError(f"local={local!r}: one of {LOCAL_KINDS} or None")
+        self.local = (TunedLocalNet(n_classes + 1, pretrained) if local == "imagenet"
+                      else LocalNet(n_classes + 1) if local == "scratch" else None)
 
     def lower(self, crops: torch.Tensor) -> torch.Tensor:
         """Normalised float crops ``[N, 3, CROP, CROP]`` → the frozen part's maps (cached in training)."""

@@ -54,7 +54,7 @@ def test_fine_tuning_learns_to_move_boxes_onto_their_targets():
     from trainer.vision_model import CROP
 
     torch.manual_seed(0)  # the MLP's initial weights (the test must not depend on what ran before it)
-    classifier = CropClassifier(pretrained=False, local=False).eval()  # fine_tune trains the MLP and box head
+    classifier = CropClassifier(pretrained=False, local=None).eval()  # fine_tune trains the MLP and box head
     shape = classifier.lower(torch.zeros(1, 3, CROP, CROP)).shape[1:]  # what the frozen part hands on
     maps = rng.normal(size=(n, *shape)).astype(np.float32)
     maps[np.arange(n), labels] += 3.0  # the class is visible in the maps, so later epochs classify better

@@ -7,7 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 
-def _served(local: bool):
+def _served(local: str | None):
     from trainer.vision_model import CropClassifier, FieldDetector, TwoStageDetector
 
     torch.manual_seed(0)
@@ -19,6 +19,9 @@ def _served(local: bool):
                 m.running_var.uniform_(0.5, 2.0)
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.2, 0.2)
+        # an untrained stage 1 scores every cell of a noise image alike, and the graph and PyTorch may
+        # pick different cells among near-equal scores: make its class head decisive
+        served.proposer.cls.weight.mul_(20)
     return served.eval()
 
 
@@ -27,7 +30,7 @@ def _image(seed: int) -> torch.Tensor:
     return torch.from_numpy(rng.integers(0, 256, (2, 96, 128, 3), dtype=np.uint8))
 
 
-@pytest.mark.parametrize("local", [True, False])
+@pytest.mark.parametrize("local", ["imagenet", "scratch", None])  # each local net graphs have shipped with
 def test_the_rebuilt_module_computes_what_the_graph_computes(tmp_path, local):
     from trainer.export import export_onnx
     from trainer.from_onnx import load_served
@@ -36,7 +39,7 @@ def test_the_rebuilt_module_computes_what_the_graph_computes(tmp_path, local):
     path = export_onnx(served, torch.zeros(2, 96, 128, 3, dtype=torch.uint8), tmp_path / "v.onnx", "image",
                        ["score", "boxes", "box_scores"])
     back = load_served(path, height=96, width=128)
-    assert (back.classifier.local is not None) == local
+    assert type(back.classifier.local) is type(served.classifier.local)
     image = _image(1)
     with torch.no_grad():
         for a, b in zip(served(image), back(image)):

@@ -121,6 +121,7 @@ def test_tiny_vision_run_on_field_video_and_images_exports_a_servable_four_class
 
     from trainer.from_onnx import load_served
     from trainer.train_vision import retrain_second_stage
+    from trainer.vision_model import TunedLocalNet
 
     before = load_served(out.model_path, height=96, width=128)
     new = retrain_second_stage(out.model_path, [video, images], [], out=tmp_path / "out2", run_dir=tmp_path / "s2",
@@ -131,7 +132,7 @@ def test_tiny_vision_run_on_field_video_and_images_exports_a_servable_four_class
     after = load_served(tmp_path / "out2" / "vision.onnx", height=96, width=128)
     for a, b in zip(before.proposer.state_dict().values(), after.proposer.state_dict().values()):
         assert torch.allclose(a.float(), b.float(), atol=1e-5)  # stage 1 kept as it was
-    assert after.classifier.local is not None
+    assert isinstance(after.classifier.local, TunedLocalNet)  # the default local net
 
 
 def test_audio_effnet_starts_from_the_imagenet_stem_summed_to_one_channel():
