@@ -88,13 +88,15 @@ def retune_vision(root: Path, out: Path):
                   run_dir=Path("runs/make-models-vision-retune"))
 
 
-def retrain_vision_stage2(root: Path, out: Path):
-    """The shipped vision graph's stage 1 with its second stage trained again by the recipe."""
+def retrain_vision_stage2(root: Path, out: Path, local: str = "scratch"):
+    """The shipped vision graph's stage 1 with its second stage trained again by the recipe
+    (``local``: its local net, :data:`trainer.vision_model.LOCAL_KINDS`)."""
     from trainer.train_vision import retrain_second_stage
 
     return retrain_second_stage(out / "vision.onnx", [root / d for d in VISION_DATA], [], out=out,
                                 run_dir=Path("runs/make-models-vision-stage2"), temporal_frames=VISION["temporal_frames"],
-                                label_step=VISION["crop_label_step"], proposal_step=VISION["crop_proposal_step"])
+                                label_step=VISION["crop_label_step"], proposal_step=VISION["crop_proposal_step"],
+                                local=local)
 
 
 def write_readme(out: Path) -> Path:
@@ -117,6 +119,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--stage2", action="store_true",
                     help="vision only: keep the shipped graph's stage 1 (read back from models/vision.onnx) and "
                          "train its second stage again by the recipe: a new version (~40 min on two cores)")
+    ap.add_argument("--local", choices=["scratch", "imagenet"], default="scratch",
+                    help="with --stage2: the second stage's local net; scratch (the shipped recipe) or imagenet "
+                         "(EfficientNet-Lite0's first blocks fine-tuned; models/README design item 8, not shipped)")
     ap.add_argument("--retune", action="store_true",
                     help="vision only: keep the shipped graph, re-choose its report threshold with the recipe's "
                          "temporal smoothing on the val clips, and measure it again (minutes, no training)")
@@ -128,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
             r = build_audio(root, out, args.resume)
             print(json.dumps({"audio": r.metrics}, indent=1))
         if args.stage2:
-            r = retrain_vision_stage2(root, out)
+            r = retrain_vision_stage2(root, out, args.local)
             print(json.dumps({"vision": r.metrics}, indent=1))
         elif args.retune:
             r = retune_vision(root, out)

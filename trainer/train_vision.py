@@ -486,7 +486,8 @@ def ship(served, onnx_path: Path, parity_images: np.ndarray, *, name: str, versi
 
 def retrain_second_stage(onnx_path: Path, data: list[Path], eval_data: list[Path], *, out: Path, run_dir: Path,
                          temporal_frames: int, seed: int = DEFAULT_SEED, label_step: int = 5,
-                         proposal_step: int = 15, local_epochs: int = 8, console=None) -> TrainOutcome:
+                         proposal_step: int = 15, local_epochs: int = 8, local: str = "scratch",
+                         console=None) -> TrainOutcome:
     """A new version of a served vision graph with stage 1 as it is and stage 2 trained again by
     today's recipe (:func:`fit_second_stage`): stage 1 comes back from the graph itself
     (:func:`trainer.from_onnx.load_served`), so no training run's checkpoint is needed. The
@@ -503,7 +504,7 @@ def retrain_second_stage(onnx_path: Path, data: list[Path], eval_data: list[Path
     proposer = load_served(onnx_path, height=int(height), width=int(width)).proposer
     served, metrics = fit_second_stage(proposer, data, seed=seed, width=proposer.width, height=proposer.height,
                                        console=console, label_step=label_step, proposal_step=proposal_step,
-                                       local_epochs=local_epochs)
+                                       local_epochs=local_epochs, local=local)
     metrics |= {k: v for k, v in old.metrics.items() if k.startswith("stage1.") or k == "best_epoch"}
     frames = [place(rgb, np.zeros((0, 4), np.float32), proposer.width, proposer.height)[0]  # the val clips' first frames
               for root in data if is_video_folder(root) for it in list_items(root, "video", "val", seed)[:16]
@@ -567,7 +568,8 @@ def retune(onnx_path: Path, data: list[Path], eval_data: list[Path], *, temporal
 
 
 def fit_second_stage(proposer, data: list[Path], *, seed: int, width: int, height: int, pretrained: bool = True,
-                     console=None, label_step: int = 3, proposal_step: int = 20, local_epochs: int = 8):
+                     console=None, label_step: int = 3, proposal_step: int = 20, local_epochs: int = 8,
+                     local: str = "scratch"):
     """Train the crop classifier on stage 1's candidates (:mod:`trainer.crop_stage`); return
     the served two-stage module and the classifier's validation numbers."""
     import torch
@@ -577,7 +579,7 @@ def fit_second_stage(proposer, data: list[Path], *, seed: int, width: int, heigh
     from trainer.vision_model import CROP, CropClassifier, LowerGraph, ProposalGraph, TwoStageDetector
 
     classes = proposer.classes
-    classifier = CropClassifier(len(classes), pretrained=pretrained).eval()
+    classifier = CropClassifier(len(classes), pretrained=pretrained, local=local).eval()
     served = TwoStageDetector(proposer, classifier).eval()
     for p in served.parameters():
         p.requires_grad_(False)

@@ -274,7 +274,7 @@ def blend(mlp_probs: torch.Tensor, local_probs: torch.Tensor, sides: torch.Tenso
 
 class LocalNet(nn.Module):
     """A small CNN trained from scratch on the regions themselves (background or a class): the
-    local net of graphs 20261202.152936 and before (``local="scratch"``).
+    recipe's local net (``local="scratch"``, shipped since version 20261202.152936).
 
     Why: ImageNet's features of a 30 px drone or bird resampled to 96 px separate them poorly
     (validation: 64 % of small drone regions above the 1 % false-positive cut); a CNN that learns
@@ -306,15 +306,15 @@ TUNED_BLOCKS = 11  # the ImageNet blocks the tuned local net keeps (to stride 16
 
 
 class TunedLocalNet(nn.Module):
-    """The local net (``local="imagenet"``, the default): ImageNet EfficientNet-Lite0's stem and
-    first ``TUNED_BLOCKS`` blocks, fine-tuned on the regions at ``CROP`` px, then a 1x1 convolution
-    and mean + max pooling (background or a class).
+    """An alternative local net (``local="imagenet"``; ``make_models --stage2 --local imagenet``):
+    ImageNet EfficientNet-Lite0's stem and first ``TUNED_BLOCKS`` blocks, fine-tuned on the regions
+    at ``CROP`` px, then a 1x1 convolution and mean + max pooling (background or a class), with
+    about a quarter of :class:`LocalNet`'s multiply-adds.
 
-    Why: the from-scratch :class:`LocalNet` learns small blurry targets from the 30-odd training
-    clips alone; starting from ImageNet's edges and textures and tuning them on the same regions
-    separates drones better (validation drone regions above the 1 % false-positive cut: 0.855
-    alone against 0.671, 0.870 blended with the MLP against 0.864; models/README design item 8)
-    with about a quarter of its multiply-adds."""
+    Not the recipe's: it separates drone regions better (validation, blended with the MLP: 0.874
+    of drone regions above the 1 % false-positive cut against 0.864; alone 0.840 against 0.671)
+    and finds more drone frames on test, but its clips do no better for an operator (models/README,
+    design search item 8)."""
 
     lr = 1e-3
 
@@ -347,7 +347,7 @@ class CropClassifier(nn.Module):
     are cached) and trains the rest."""
 
     def __init__(self, n_classes: int = len(CLASSES), pretrained: bool = True, hidden: int = 256,
-                 local: str | None = "imagenet"):
+                 local: str | None = "scratch"):
         super().__init__()
         self.trunk = EfficientNetLite0()
         if pretrained:

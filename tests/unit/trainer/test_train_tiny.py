@@ -116,23 +116,25 @@ def test_tiny_vision_run_on_field_video_and_images_exports_a_servable_four_class
     measured = {k for k in card.metrics if k.startswith("video.test.clip_")}
     assert measured and measured == {k for k in again.metrics if k.startswith("video.test.clip_")}
 
-    # --stage2: stage 1 read back from the graph, stage 2 (MLP and local CNN) trained again, a new version
+    # --stage2: stage 1 read back from the graph, stage 2 (MLP and another local net) trained again, a new version
     import torch
 
     from trainer.from_onnx import load_served
     from trainer.train_vision import retrain_second_stage
-    from trainer.vision_model import TunedLocalNet
+    from trainer.vision_model import LocalNet, TunedLocalNet
 
     before = load_served(out.model_path, height=96, width=128)
+    assert isinstance(before.classifier.local, LocalNet)  # the recipe's local net
     new = retrain_second_stage(out.model_path, [video, images], [], out=tmp_path / "out2", run_dir=tmp_path / "s2",
-                               temporal_frames=3, label_step=3, proposal_step=4, local_epochs=1).card
+                               temporal_frames=3, label_step=3, proposal_step=4, local_epochs=1,
+                               local="imagenet").card
     assert new.version != card.version and new.parity_max_abs_diff < 1e-3 and new.temporal.frames == 3
     assert {d.name for d in new.data} == {"video", "img"} and new.training_data_digest == card.training_data_digest
     assert "crop_val_drone_tpr_at_fpr_0.01_local" in new.metrics and "video.test.clip_f1" in new.metrics
     after = load_served(tmp_path / "out2" / "vision.onnx", height=96, width=128)
     for a, b in zip(before.proposer.state_dict().values(), after.proposer.state_dict().values()):
         assert torch.allclose(a.float(), b.float(), atol=1e-5)  # stage 1 kept as it was
-    assert isinstance(after.classifier.local, TunedLocalNet)  # the default local net
+    assert isinstance(after.classifier.local, TunedLocalNet)  # the local net asked for
 
 
 def test_audio_effnet_starts_from_the_imagenet_stem_summed_to_one_channel():
