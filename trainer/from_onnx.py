@@ -59,7 +59,7 @@ def load_served(path: Path, *, height: int | None = None, width: int | None = No
     values = _tensors(graph)
     nodes = [n for n in graph.node if n.op_type in ("Conv", "Gemm")]
     example = torch.zeros(1, height, width, 3, dtype=torch.uint8)
-    for local in (*LOCAL_KINDS, None):  # each local net graphs have shipped with, or none (before 20261202.152936)
+    for local in (*LOCAL_KINDS, None):  # every local net a graph may hold, or none (graphs before 20261202.152936)
         served = TwoStageDetector(FieldDetector(height, width, pretrained=False),
                                   CropClassifier(pretrained=False, local=local)).eval()
         layers = _run_order(served, example)

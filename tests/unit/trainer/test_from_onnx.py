@@ -30,7 +30,7 @@ def _image(seed: int) -> torch.Tensor:
     return torch.from_numpy(rng.integers(0, 256, (2, 96, 128, 3), dtype=np.uint8))
 
 
-@pytest.mark.parametrize("local", ["imagenet", "scratch", None])  # each local net graphs have shipped with
+@pytest.mark.parametrize("local", ["imagenet", "scratch", None])  # every local net a graph may hold
 def test_the_rebuilt_module_computes_what_the_graph_computes(tmp_path, local):
     from trainer.export import export_onnx
     from trainer.from_onnx import load_served
