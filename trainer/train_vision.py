@@ -453,8 +453,7 @@ def ship(served, onnx_path: Path, parity_images: np.ndarray, *, name: str, versi
 
     from detectors.card import InputSpec, Temporal, Thresholds
     from trainer.export import export_onnx, parity
-    from trainer.vision_model import CANDIDATES, CONTEXT, CROP, LOCAL_MAX_REGION, LOCAL_SIZE, STRIDE, TUNED_BLOCKS, \
-        TunedLocalNet
+    from trainer.vision_model import CANDIDATES, CONTEXT, CROP, LOCAL_MAX_REGION, STRIDE
 
     height, width = served.proposer.height, served.proposer.width
     classes = served.proposer.classes
@@ -464,11 +463,7 @@ def ship(served, onnx_path: Path, parity_images: np.ndarray, *, name: str, versi
     spec = InputSpec(name="image", dtype="uint8", shape=["batch", height, width, 3], layout="NHWC", color="RGB",
                      resize="letterbox")
     net = served.classifier.local
-    local = ("" if net is None else
-             f", averaged on regions up to {LOCAL_MAX_REGION:g} px with EfficientNet-Lite0's first {TUNED_BLOCKS} "
-             f"blocks (ImageNet) fine-tuned on the regions at {CROP} px," if isinstance(net, TunedLocalNet) else
-             f", averaged on regions up to {LOCAL_MAX_REGION:g} px with a small CNN trained from scratch on the "
-             f"regions at {LOCAL_SIZE} px,")
+    local = f", averaged on regions up to {LOCAL_MAX_REGION:g} px with {net.about}," if net is not None else ""
     kw = dict(name=name, version=version, task="vision", input_spec=spec, outputs=outputs, digest=digest, data=data,
               parity_diff=diff, thresholds=Thresholds(report=0.5, box=0.4, nms_iou=0.45), labels=list(classes),
               temporal=Temporal(frames=temporal_frames),

@@ -272,6 +272,12 @@ def blend(mlp_probs: torch.Tensor, local_probs: torch.Tensor, sides: torch.Tenso
     return mlp_probs * (1 - w) + local_probs * w
 
 
+def mean_max(h: torch.Tensor) -> torch.Tensor:
+    """Maps ``[N, C, H, W]`` → their mean and max over space side by side, ``[N, 2C]`` (a local
+    net's pooling: the max keeps a target of a few pixels that the mean would wash out)."""
+    return torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1)
+
+
 class LocalNet(nn.Module):
     """A small CNN trained from scratch on the regions themselves (background or a class): the
     recipe's local net (``local="scratch"``, shipped since version 20261202.152936).
@@ -282,6 +288,7 @@ class LocalNet(nn.Module):
     overall, and the blend of the two does better than either (models/README, design search item 6)."""
 
     lr = 2e-3  # the peak learning rate of its training (trainer.crop_stage.train_local)
+    about = f"a small CNN trained from scratch on the regions at {LOCAL_SIZE} px"  # for the model card
 
     def __init__(self, n_out: int, width: int = 32):
         super().__init__()
@@ -299,7 +306,7 @@ class LocalNet(nn.Module):
         """Normalised float crops ``[N, 3, CROP, CROP]`` → logits ``[N, n_out]``."""
         x = nn.functional.interpolate(crops, size=(LOCAL_SIZE, LOCAL_SIZE), mode="bilinear", align_corners=False)
         h = self.features(x)
-        return self.head(torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1))
+        return self.head(mean_max(h))
 
 
 TUNED_BLOCKS = 11  # the ImageNet blocks the tuned local net keeps (to stride 16, 112 channels)
@@ -317,6 +324,7 @@ class TunedLocalNet(nn.Module):
     design search item 8)."""
 
     lr = 1e-3
+    about = f"EfficientNet-Lite0's first {TUNED_BLOCKS} blocks (ImageNet) fine-tuned on the regions at {CROP} px"
 
     def __init__(self, n_out: int, pretrained: bool = True):
         super().__init__()
@@ -331,7 +339,7 @@ class TunedLocalNet(nn.Module):
     def forward(self, crops: torch.Tensor) -> torch.Tensor:
         """Normalised float crops ``[N, 3, CROP, CROP]`` → logits ``[N, n_out]``."""
         h = self.mix(self.blocks(self.stem(crops)))
-        return self.head(torch.cat([h.mean(dim=(2, 3)), h.amax(dim=(2, 3))], dim=1))
+        return self.head(mean_max(h))
 
 
 LOCAL_KINDS = ("imagenet", "scratch")  # CropClassifier(local=...): TunedLocalNet, LocalNet
