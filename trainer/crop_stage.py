@@ -226,14 +226,16 @@ def upper_outputs(classifier, maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]
 
 
 def fine_tune(classifier, h_tr: np.ndarray, tr: dict, h_va: np.ndarray, va: dict, *, epochs: int = 4,
-              lr: float = 3e-4, batch: int = 128, box_weight: float = 2.0, seed: int = 0, console=None) -> dict:
+              lr: float = 3e-4, batch: int = 128, box_weight: float = 2.0, seed: int = 0, keep_last: bool = False,
+              console=None) -> dict:
     """Fine-tune ``classifier``'s upper trunk, MLP and box head on the frozen part's cached maps
     ``h_*`` (``tr``/``va``: :meth:`RegionSet.arrays`) with class-balanced cross-entropy plus a
     smooth-L1 loss on the box deltas of regions that have a target box (batch norm statistics
     stay ImageNet's). Keeps the epoch whose drone regions score best against all other validation
     regions (drone recall where 1 % of the others score higher: a region called "drone" is what
     alerts). Returns its numbers, with the validation mean IoU of stage 1's candidates on a target
-    before and after refinement."""
+    before and after refinement. ``keep_last``: keep the last epoch instead (a refit on train+val,
+    whose epoch count a train-only fit chose; its validation numbers are then in-sample)."""
     import torch
 
     from trainer.vision_model import apply_deltas, box_deltas
@@ -291,7 +293,7 @@ def fine_tune(classifier, h_tr: np.ndarray, tr: dict, h_va: np.ndarray, va: dict
         if console:
             console.print(f"crop classifier epoch {epoch + 1}: val recall per class "
                           + " ".join(f"{r:.3f}" for r in recalls.values()) + f"; drone TPR at 1 % FPR {tpr:.3f}; box IoU {iou:.3f}")
-        if tpr > best[0]:
+        if keep_last or tpr > best[0]:
             best = (tpr, epoch + 1)
             best_state = {k: v.clone() for k, v in classifier.state_dict().items()}
     classifier.load_state_dict(best_state)
@@ -328,14 +330,15 @@ def _augment(crops, rng):
 
 
 def train_local(classifier, tr: dict, va: dict, mlp_val_probs: np.ndarray, *, epochs: int = 8,
-                lr: float | None = None, batch: int = 128, seed: int = 0, console=None) -> dict:
+                lr: float | None = None, batch: int = 128, seed: int = 0, keep_last: bool = False,
+                console=None) -> dict:
     """Train ``classifier.local`` (:class:`~trainer.vision_model.TunedLocalNet` or
     :class:`~trainer.vision_model.LocalNet`; ``lr`` defaults to the net's own ``lr``) on the
     region crops (``tr``/``va``: :meth:`RegionSet.arrays`) with class-balanced cross-entropy and
     light augmentation, and keep the epoch whose blend with the MLP's validation probabilities
     ``mlp_val_probs`` (:func:`~trainer.vision_model.blend`, as the served graph computes it)
-    scores best by :func:`drone_tpr`. For ~30 000 regions on two CPU cores: ~3.5 min an epoch
-    (tuned), ~2.5 min (from scratch)."""
+    scores best by :func:`drone_tpr` (``keep_last``: the last epoch, as :func:`fine_tune`). For
+    ~30 000 regions on two CPU cores: ~3.5 min an epoch (tuned), ~2.5 min (from scratch)."""
     import torch
 
     from trainer.vision_model import blend, normalise
@@ -378,7 +381,7 @@ def train_local(classifier, tr: dict, va: dict, mlp_val_probs: np.ndarray, *, ep
         if console:
             console.print(f"local net epoch {epoch + 1}: val drone TPR at 1 % FPR {alone:.3f} alone, "
                           f"{both:.3f} blended with the MLP")
-        if both > best[0]:
+        if keep_last or both > best[0]:
             best, best_state = (both, epoch + 1, alone), {k: v.clone() for k, v in local.state_dict().items()}
     local.load_state_dict(best_state)
     for p in local.parameters():

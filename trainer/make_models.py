@@ -56,6 +56,9 @@ AUDIO = dict(epochs=30, patience=30, synthetic_clips=160, width=12, lr=3e-3, epo
 # frames, 3 being the shorter memory; applied to the shipped graph by `--retune` (no training).
 VISION = dict(epochs=10, patience=4, frame_step=10, val_frame_step=15, epoch_samples=2500, lr=3e-3, crop_label_step=5,
               crop_proposal_step=15, temporal_frames=3)
+# --stage2 --refit: stage 2 trained on train+val regions with what the train-only fit of version
+# 20261202.152936 chose on val (its MLP's best epoch 2 of 4, its local net's 8 of 8, report threshold 0.85)
+VISION_REFIT = dict(mlp_epochs=2, local_epochs=8, report=0.85)
 VISION_DATA = ("ddd_video", "drone_net", "drone_bird_cls")
 
 
@@ -88,15 +91,16 @@ def retune_vision(root: Path, out: Path):
                   run_dir=Path("runs/make-models-vision-retune"))
 
 
-def retrain_vision_stage2(root: Path, out: Path, local: str = "scratch"):
+def retrain_vision_stage2(root: Path, out: Path, local: str = "scratch", refit: bool = False):
     """The shipped vision graph's stage 1 with its second stage trained again by the recipe
-    (``local``: its local net, :data:`trainer.vision_model.LOCAL_KINDS`)."""
+    (``local``: its local net, :data:`trainer.vision_model.LOCAL_KINDS`; ``refit``: on train+val,
+    :data:`VISION_REFIT`)."""
     from trainer.train_vision import retrain_second_stage
 
     return retrain_second_stage(out / "vision.onnx", [root / d for d in VISION_DATA], [], out=out,
                                 run_dir=Path("runs/make-models-vision-stage2"), temporal_frames=VISION["temporal_frames"],
                                 label_step=VISION["crop_label_step"], proposal_step=VISION["crop_proposal_step"],
-                                local=local)
+                                local=local, refit=VISION_REFIT if refit else None)
 
 
 def write_readme(out: Path) -> Path:
@@ -122,6 +126,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--local", choices=["scratch", "imagenet"], default="scratch",
                     help="with --stage2: the second stage's local net; scratch (the shipped recipe) or imagenet "
                          "(EfficientNet-Lite0's first blocks fine-tuned; models/README design item 8, not shipped)")
+    ap.add_argument("--refit", action="store_true",
+                    help="with --stage2: train it on the train and val regions together, with the epochs and "
+                         "report threshold a train-only fit chose on val (VISION_REFIT)")
     ap.add_argument("--retune", action="store_true",
                     help="vision only: keep the shipped graph, re-choose its report threshold with the recipe's "
                          "temporal smoothing on the val clips, and measure it again (minutes, no training)")
@@ -133,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
             r = build_audio(root, out, args.resume)
             print(json.dumps({"audio": r.metrics}, indent=1))
         if args.stage2:
-            r = retrain_vision_stage2(root, out, args.local)
+            r = retrain_vision_stage2(root, out, args.local, args.refit)
             print(json.dumps({"vision": r.metrics}, indent=1))
         elif args.retune:
             r = retune_vision(root, out)

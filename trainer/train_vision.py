@@ -445,10 +445,11 @@ def train_vision(data: list[Path], out: Path = Path("models"), *, epochs: int = 
 
 def ship(served, onnx_path: Path, parity_images: np.ndarray, *, name: str, version: str, digest: str, data: list,
          temporal_frames: int, metrics: dict, train_data: list[Path], eval_data: list[Path], seed: int,
-         run_dir: Path, history: list | None = None, console=None, started: float | None = None):
+         run_dir: Path, history: list | None = None, console=None, started: float | None = None,
+         report_at: float | None = None):
     """Export the two-stage module to ``onnx_path``, check ONNX Runtime against PyTorch on
     ``parity_images`` (real frames, uint8 NHWC), and write its card (:func:`calibrate`: threshold
-    on the val clips, every held-out set measured). Returns (path, card)."""
+    on the val clips unless ``report_at`` gives it, every held-out set measured). Returns (path, card)."""
     import torch
 
     from detectors.card import InputSpec, Temporal, Thresholds
@@ -475,18 +476,20 @@ def ship(served, onnx_path: Path, parity_images: np.ndarray, *, name: str, versi
                     f"the trunk's 3x3 map. Input {width}x{height} letterboxed with pad {PAD_VALUE}. Classes: "
                     f"{', '.join(classes)}; only drone raises alerts. Report: " + str(run_dir / "report"))
     card = calibrate(onnx_path, kw, train_data, eval_data, metrics=metrics, seed=seed, run_dir=run_dir,
-                     history=history, console=console, started=started)
+                     history=history, console=console, started=started, report_at=report_at)
     return onnx_path, card
 
 
 def retrain_second_stage(onnx_path: Path, data: list[Path], eval_data: list[Path], *, out: Path, run_dir: Path,
                          temporal_frames: int, seed: int = DEFAULT_SEED, label_step: int = 5,
                          proposal_step: int = 15, local_epochs: int = 8, local: str = "scratch",
-                         console=None) -> TrainOutcome:
+                         refit: dict | None = None, console=None) -> TrainOutcome:
     """A new version of a served vision graph with stage 1 as it is and stage 2 trained again by
     today's recipe (:func:`fit_second_stage`): stage 1 comes back from the graph itself
     (:func:`trainer.from_onnx.load_served`), so no training run's checkpoint is needed. The
-    card keeps the graph's training data and stage-1 numbers; everything else is new."""
+    card keeps the graph's training data and stage-1 numbers; everything else is new. ``refit``
+    (``mlp_epochs``, ``local_epochs``, ``report``: what a train-only fit chose on val): train on
+    train+val with those epochs and ship at that report threshold."""
     from detectors.card import ModelCard
     from trainer.from_onnx import load_served
     from trainer.loop import console as default_console, set_threads
@@ -499,7 +502,8 @@ def retrain_second_stage(onnx_path: Path, data: list[Path], eval_data: list[Path
     proposer = load_served(onnx_path, height=int(height), width=int(width)).proposer
     served, metrics = fit_second_stage(proposer, data, seed=seed, width=proposer.width, height=proposer.height,
                                        console=console, label_step=label_step, proposal_step=proposal_step,
-                                       local_epochs=local_epochs, local=local)
+                                       local_epochs=(refit or {}).get("local_epochs", local_epochs), local=local,
+                                       refit_mlp_epochs=(refit or {}).get("mlp_epochs"))
     metrics |= {k: v for k, v in old.metrics.items() if k.startswith("stage1.") or k == "best_epoch"}
     frames = [place(rgb, np.zeros((0, 4), np.float32), proposer.width, proposer.height)[0]  # the val clips' first frames
               for root in data if is_video_folder(root) for it in list_items(root, "video", "val", seed)[:16]
@@ -509,27 +513,29 @@ def retrain_second_stage(onnx_path: Path, data: list[Path], eval_data: list[Path
     onnx_path, card = ship(served, Path(out) / f"{name}.onnx", np.stack(frames), name=name, version=version,
                            digest=old.training_data_digest, data=old.data, temporal_frames=temporal_frames,
                            metrics=metrics, train_data=data, eval_data=eval_data, seed=seed, run_dir=run_dir,
-                           console=console, started=started)
+                           console=console, started=started, report_at=(refit or {}).get("report"))
     return TrainOutcome(onnx_path, card, run_dir, card.metrics, time.monotonic() - started)
 
 
 def calibrate(onnx_path: Path, kw: dict, data: list[Path], eval_data: list[Path], *, metrics: dict, seed: int,
-              run_dir: Path, history: list | None = None, console=None, started: float | None = None):
+              run_dir: Path, history: list | None = None, console=None, started: float | None = None,
+              report_at: float | None = None):
     """After export: write the card (``kw``: :func:`trainer.export.write_card`'s arguments), choose
     the report threshold on the val clips of the video folders in ``data`` (with the card's
-    temporal smoothing, as the processor scores frames), measure every held-out set with the code
-    of ``skysentry eval``, and write the card with those numbers added to ``metrics`` (and
-    ``train_seconds`` since the ``time.monotonic()`` of ``started``)."""
+    temporal smoothing, as the processor scores frames) unless ``report_at`` gives it, measure
+    every held-out set with the code of ``skysentry eval``, and write the card with those numbers
+    added to ``metrics`` (and ``train_seconds`` since the ``time.monotonic()`` of ``started``)."""
     from detectors.card import Thresholds
     from trainer.export import write_card
 
     write_card(onnx_path, metrics={}, **kw)
     videos = [r for r in data if is_video_folder(r)]
-    if videos:  # the report threshold an operator's alerts need, chosen on the val clips
+    if videos and report_at is None:  # the report threshold an operator's alerts need, chosen on the val clips
         report_at, choice = choose_report_threshold(onnx_path, videos, seed=seed, console=console)
+        metrics |= choice
+    if report_at is not None:
         box = kw["thresholds"].box
         kw["thresholds"] = Thresholds(report=report_at, box=min(box, report_at), nms_iou=kw["thresholds"].nms_iou)
-        metrics |= choice
         write_card(onnx_path, metrics={}, **kw)
     report = {"model": str(onnx_path), "version": kw["version"], "history": history or [], "sets": {}}
     held_out = [(r, "test") for r in data] + [(r, None) for r in eval_data]
@@ -564,9 +570,11 @@ def retune(onnx_path: Path, data: list[Path], eval_data: list[Path], *, temporal
 
 def fit_second_stage(proposer, data: list[Path], *, seed: int, width: int, height: int, pretrained: bool = True,
                      console=None, label_step: int = 3, proposal_step: int = 20, local_epochs: int = 8,
-                     local: str = "scratch"):
+                     local: str = "scratch", refit_mlp_epochs: int | None = None):
     """Train the crop classifier on stage 1's candidates (:mod:`trainer.crop_stage`); return
-    the served two-stage module and the classifier's validation numbers."""
+    the served two-stage module and the classifier's validation numbers. ``refit_mlp_epochs``:
+    train on the train and val regions together for that many MLP epochs and ``local_epochs``,
+    keeping the last (the counts a train-only fit chose on val; the val numbers are in-sample)."""
     import torch
 
     from trainer.crop_stage import build_regions, fine_tune, lower_maps, train_local, upper_outputs
@@ -592,10 +600,16 @@ def fit_second_stage(proposer, data: list[Path], *, seed: int, width: int, heigh
     if console:
         console.print("regions: " + ", ".join(f"{s} {np.bincount(a['labels'], minlength=len(classes) + 1).tolist()}"
                                               for s, a in arrays.items()) + " (background, " + ", ".join(classes) + ")")
-    metrics = fine_tune(classifier, h["train"], arrays["train"], h["val"], arrays["val"], seed=seed, console=console)
+    fit, h_fit, mlp = arrays["train"], h["train"], {}
+    if refit_mlp_epochs:
+        fit = {k: np.concatenate([v, arrays["val"][k]]) for k, v in fit.items()}
+        h_fit, mlp = np.concatenate([h_fit, h["val"]]), dict(epochs=refit_mlp_epochs)
+    keep_last = bool(refit_mlp_epochs)
+    metrics = fine_tune(classifier, h_fit, fit, h["val"], arrays["val"], seed=seed, keep_last=keep_last,
+                        console=console, **mlp)
     if classifier.local is not None:
-        metrics |= train_local(classifier, arrays["train"], arrays["val"], upper_outputs(classifier, h["val"])[0],
-                               epochs=local_epochs, seed=seed, console=console)
+        metrics |= train_local(classifier, fit, arrays["val"], upper_outputs(classifier, h["val"])[0],
+                               epochs=local_epochs, seed=seed, keep_last=keep_last, console=console)
     for f in (props, lower):
         f.unlink(missing_ok=True)
     return served.eval(), metrics

@@ -36,32 +36,49 @@ def test_a_rotor_inside_a_large_drone_is_on_the_target_and_a_cloud_is_background
     assert not on.any() and far.all()
 
 
-def test_fine_tuning_learns_to_move_boxes_onto_their_targets():
-    from trainer.crop_stage import fine_tune
-    from trainer.vision_model import CropClassifier
+def _mapped_regions(n: int = 256):
+    """A fresh classifier (no ImageNet weights) and cached maps of ``n`` regions in which the class
+    is visible and every target sits 40 % of a box to the lower right of its region."""
+    import torch
+
+    from trainer.vision_model import CROP, CropClassifier
 
     rng = np.random.default_rng(0)
-    n = 256
     xy = rng.uniform(0, 200, (n, 2)).astype(np.float32)
     boxes = np.concatenate([xy, xy + rng.uniform(10, 40, (n, 2)).astype(np.float32)], axis=1)
     w = boxes[:, 2:] - boxes[:, :2]
-    truths = boxes + np.concatenate([w, w], axis=1) * 0.4  # every target sits 40 % of a box to the lower right
+    truths = boxes + np.concatenate([w, w], axis=1) * 0.4
     truths[::4] = np.nan  # background regions have no box to learn
     labels = np.where(np.isnan(truths[:, 0]), 0, 1 + rng.integers(0, 4, n))
     data = {"labels": labels, "boxes": boxes, "truths": truths.astype(np.float32)}
-    import torch
-
-    from trainer.vision_model import CROP
-
     torch.manual_seed(0)  # the MLP's initial weights (the test must not depend on what ran before it)
     classifier = CropClassifier(pretrained=False, local=None).eval()  # fine_tune trains the MLP and box head
     shape = classifier.lower(torch.zeros(1, 3, CROP, CROP)).shape[1:]  # what the frozen part hands on
     maps = rng.normal(size=(n, *shape)).astype(np.float32)
-    maps[np.arange(n), labels] += 3.0  # the class is visible in the maps, so later epochs classify better
-    m = fine_tune(classifier, maps.astype(np.float16), data, maps.astype(np.float16), data,
-                  epochs=10, lr=1e-3, batch=16)
+    maps[np.arange(n), labels] += 3.0  # so later epochs classify better
+    return classifier, maps.astype(np.float16), data
+
+
+def test_fine_tuning_learns_to_move_boxes_onto_their_targets():
+    from trainer.crop_stage import fine_tune
+
+    classifier, maps, data = _mapped_regions()
+    m = fine_tune(classifier, maps, data, maps, data, epochs=10, lr=1e-3, batch=16)
     assert m["crop_val_box_iou_before"] < 0.3
     assert m["crop_val_box_iou"] > m["crop_val_box_iou_before"] + 0.3
+
+
+def test_fine_tuning_keeps_the_best_epoch_on_val_and_a_refit_the_last(monkeypatch):
+    import itertools
+
+    import trainer.crop_stage as cs
+
+    classifier, maps, data = _mapped_regions(64)
+    for keep_last, kept in ((False, 1), (True, 3)):
+        epoch = itertools.count(1)
+        monkeypatch.setattr(cs, "drone_tpr", lambda *a: 1.0 / next(epoch))  # val gets worse every epoch
+        m = cs.fine_tune(classifier, maps, data, maps, data, epochs=3, batch=16, keep_last=keep_last)
+        assert m["crop_best_epoch"] == kept
 
 
 def test_the_report_threshold_is_the_middle_of_the_best_plateau_within_the_false_alarm_budget():

@@ -116,7 +116,8 @@ def test_tiny_vision_run_on_field_video_and_images_exports_a_servable_four_class
     measured = {k for k in card.metrics if k.startswith("video.test.clip_")}
     assert measured and measured == {k for k in again.metrics if k.startswith("video.test.clip_")}
 
-    # --stage2: stage 1 read back from the graph, stage 2 (MLP and another local net) trained again, a new version
+    # --stage2 --refit: stage 1 read back from the graph, stage 2 (MLP and another local net) trained again on
+    # train+val with given epochs, shipped at the given threshold (none chosen on val): a new version
     import torch
 
     from trainer.from_onnx import load_served
@@ -126,8 +127,9 @@ def test_tiny_vision_run_on_field_video_and_images_exports_a_servable_four_class
     before = load_served(out.model_path, height=96, width=128)
     assert isinstance(before.classifier.local, LocalNet)  # the recipe's local net
     new = retrain_second_stage(out.model_path, [video, images], [], out=tmp_path / "out2", run_dir=tmp_path / "s2",
-                               temporal_frames=3, label_step=3, proposal_step=4, local_epochs=1,
-                               local="imagenet").card
+                               temporal_frames=3, label_step=3, proposal_step=4,
+                               local="imagenet", refit=dict(mlp_epochs=2, local_epochs=1, report=0.7)).card
+    assert new.thresholds.report == 0.7 and "val.clip_recall" not in new.metrics and new.metrics["crop_best_epoch"] == 2
     assert new.version != card.version and new.parity_max_abs_diff < 1e-3 and new.temporal.frames == 3
     assert {d.name for d in new.data} == {"video", "img"} and new.training_data_digest == card.training_data_digest
     assert "crop_val_drone_tpr_at_fpr_0.01_local" in new.metrics and "video.test.clip_f1" in new.metrics
