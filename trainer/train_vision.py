@@ -610,6 +610,8 @@ def fit_second_stage(proposer, data: list[Path], *, seed: int, width: int, heigh
     if classifier.local is not None:
         metrics |= train_local(classifier, fit, arrays["val"], upper_outputs(classifier, h["val"])[0],
                                epochs=local_epochs, seed=seed, keep_last=keep_last, console=console)
+    if refit_mlp_epochs:  # measured on regions it trained on: say so in the name
+        metrics = {f"in_sample.{k}" if k.startswith("crop_val_") else k: v for k, v in metrics.items()}
     for f in (props, lower):
         f.unlink(missing_ok=True)
     return served.eval(), metrics
