@@ -55,7 +55,7 @@ class FitOutcome:
     model: object
     report_at: float
     threshold_cap: float
-    threshold_on: str  # which validation windows chose report_at: "all" | "real"
+    threshold_on: str  # which validation windows chose report_at: "all" | "real" | "given" (a refit)
     best_epoch: int
     history: list[dict] = field(default_factory=list)
 
@@ -190,11 +190,14 @@ def predict(model, x: np.ndarray, device: str = "cpu") -> np.ndarray:
 
 def fit_windows(x_tr: np.ndarray, y_tr: np.ndarray, x_va: np.ndarray, y_va: np.ndarray, is_real: np.ndarray,
                 recipe: Recipe, run_dir: Path, *, resume: bool = False, title: str = "audio",
-                device: str = "cpu", field: np.ndarray | None = None, field_pool: np.ndarray | None = None) -> FitOutcome:
+                device: str = "cpu", field: np.ndarray | None = None, field_pool: np.ndarray | None = None,
+                refit_report_at: float | None = None) -> FitOutcome:
     """Train an :class:`AudioNet` on int16 windows ``x_tr`` / labels ``y_tr``; keep the best
     epoch by the validation windows (``is_real`` marks the real ones, the rest are synthetic;
     ``field`` the outdoor field-clip ones) and choose the report threshold on them.
-    ``field_pool``: outdoor ambient windows mixed under drone windows (``recipe.field_mix``)."""
+    ``field_pool``: outdoor ambient windows mixed under drone windows (``recipe.field_mix``).
+    ``refit_report_at``: a refit (the validation windows are in the training set): keep the last
+    epoch and report at this threshold, which a train-only fit chose."""
     import torch
 
     from trainer.loop import FitConfig, fit
@@ -225,7 +228,10 @@ def fit_windows(x_tr: np.ndarray, y_tr: np.ndarray, x_va: np.ndarray, y_va: np.n
         return val_scores(y_va, predict(m, x_va, device), is_real, r.select_on, field)
 
     res = fit(model, model.parameters(), batches, steps, loss_fn, validate, "score", run_dir,
-              FitConfig(epochs=r.epochs, lr=r.lr, weight_decay=r.weight_decay, patience=r.patience, seed=r.seed),
-              resume=resume, title=title)
-    at, hi, on = report_threshold(y_va, predict(model, x_va, device), is_real, r)
+              FitConfig(epochs=r.epochs, lr=r.lr, weight_decay=r.weight_decay, patience=r.patience, seed=r.seed,
+                        keep_last=refit_report_at is not None), resume=resume, title=title)
+    if refit_report_at is not None:
+        at, hi, on = refit_report_at, refit_report_at, "given"
+    else:
+        at, hi, on = report_threshold(y_va, predict(model, x_va, device), is_real, r)
     return FitOutcome(model, at, hi, on, res.best_epoch, res.history)

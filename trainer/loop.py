@@ -43,6 +43,7 @@ class FitConfig:
     warmup_steps: int = 20
     grad_clip: float = 5.0
     seed: int = 0
+    keep_last: bool = False  # keep the last epoch, not the best by validation (a refit on train+val)
 
 
 @dataclass
@@ -117,7 +118,7 @@ def fit(model: torch.nn.Module, params: Iterable[torch.nn.Parameter],
             value = float(val[metric]) if val.get(metric) is not None else -math.inf
             record = {"epoch": epoch + 1, "train_loss": run_loss / max(n, 1), **val}
             state["history"].append(record)
-            improved = value > state["best_metric"] + 1e-6
+            improved = config.keep_last or value > state["best_metric"] + 1e-6
             if improved:
                 state.update(best_metric=value, best_epoch=epoch + 1, bad_epochs=0)
                 torch.save(model.state_dict(), best)

@@ -49,6 +49,9 @@ AUDIO_DATA = ("drone_audio_alemadi", "ddd_audio")
 AUDIO = dict(epochs=30, patience=30, synthetic_clips=160, width=12, lr=3e-3, epoch_windows=None, hard_repeat=3,
              select_on="all", threshold_on="all", repeat={"ddd_audio": 2}, field_pool=("ddd_audio/background",),
              field_mix=0.5)
+# --only audio --refit: trained on train+val with what the train-only fit of version 20261202.074730 chose on
+# val (its best epoch 23 of 30, report threshold 0.47)
+AUDIO_REFIT = dict(epochs=23, report=0.47)
 # Frame scores smoothed over a camera's last 3 frames (detectors/tracking.py: each candidate's drone
 # probability averaged with the candidates it overlaps in the frames before). Chosen on the ddd_video
 # validation clips against the unsmoothed score, 5 frames, and a plain mean of the last frame scores
@@ -69,11 +72,12 @@ def data_root(arg: str | None) -> Path:
     return root
 
 
-def build_audio(root: Path, out: Path, resume: bool = False):
+def build_audio(root: Path, out: Path, resume: bool = False, refit: bool = False):
     from trainer.train_audio import train_audio
 
     return train_audio([root / d for d in AUDIO_DATA], out, eval_data=[root / "droneprint_audio"],
-                       run_dir=Path("runs/make-models-audio"), resume=resume, **AUDIO)
+                       run_dir=Path("runs/make-models-audio"), resume=resume, refit=AUDIO_REFIT if refit else None,
+                       **AUDIO)
 
 
 def build_vision(root: Path, out: Path, resume: bool = False):
@@ -127,17 +131,19 @@ def main(argv: list[str] | None = None) -> None:
                     help="with --stage2: the second stage's local net; scratch (the shipped recipe) or imagenet "
                          "(EfficientNet-Lite0's first blocks fine-tuned; models/README design item 8, not shipped)")
     ap.add_argument("--refit", action="store_true",
-                    help="with --stage2: train it on the train and val regions together, with the epochs and "
-                         "report threshold a train-only fit chose on val (VISION_REFIT)")
+                    help="train on the train and val splits together, with the epochs and report threshold a "
+                         "train-only fit chose on val (AUDIO_REFIT; for vision with --stage2, VISION_REFIT)")
     ap.add_argument("--retune", action="store_true",
                     help="vision only: keep the shipped graph, re-choose its report threshold with the recipe's "
                          "temporal smoothing on the val clips, and measure it again (minutes, no training)")
     args = ap.parse_args(argv)
+    if args.refit and args.only != "audio" and not args.stage2:
+        ap.error("--refit: for vision only with --stage2 (or use --only audio)")
     out = Path(args.out)
     if not args.readme_only:
         root = data_root(args.data_root)
         if args.only in (None, "audio") and not (args.retune or args.stage2):
-            r = build_audio(root, out, args.resume)
+            r = build_audio(root, out, args.resume, args.refit)
             print(json.dumps({"audio": r.metrics}, indent=1))
         if args.stage2:
             r = retrain_vision_stage2(root, out, args.local, args.refit)

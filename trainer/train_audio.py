@@ -120,12 +120,12 @@ class FolderWindows:
 
 
 def folder_windows(root: Path, seed: int = DEFAULT_SEED, *, train_hop: int = TRAIN_HOP, repeat: int = 1,
-                   hard_repeat: int = 1, field_classes: list[str] = ()) -> FolderWindows:
-    """One folder's windows by split. Training: the train split's windows, every ``train_hop``
-    samples in files of 2 s or more (1 s clips are one window), drowned drone files left out,
-    the whole repeated ``repeat`` times and its hard negatives ``hard_repeat`` times.
-    Validation: the val split's consecutive 1 s windows, as ``skysentry eval`` and the
-    processor cut them. No window of a test group is in either."""
+                   hard_repeat: int = 1, field_classes: list[str] = (), refit: bool = False) -> FolderWindows:
+    """One folder's windows by split. Training: the train split's windows (``refit``: and the
+    val split's), every ``train_hop`` samples in files of 2 s or more (1 s clips are one window),
+    drowned drone files left out, the whole repeated ``repeat`` times and its hard negatives
+    ``hard_repeat`` times. Validation: the val split's consecutive 1 s windows, as ``skysentry
+    eval`` and the processor cut them. No window of a test group is in either."""
     items = list_items(root, "audio")
     splits = group_splits(items, seed)  # per dataset: a small field set is split within each class
     split_i = np.array([splits[it.group] for it in items])
@@ -134,15 +134,16 @@ def folder_windows(root: Path, seed: int = DEFAULT_SEED, *, train_hop: int = TRA
     hard_i = np.array([(it.meta or {}).get("esc50_category") in HARD_NEGATIVES and not it.positive for it in items])
     class_i = np.array([it.label for it in items])
     x, owner = load_windows(items, root.name, train_hop)
-    m = (split_i[owner] == "train") & ~drowned_i[owner]
+    fit_i = np.isin(split_i, ["train", "val"] if refit else ["train"])
+    m = fit_i[owner] & ~drowned_i[owner]
     picks = [np.nonzero(m)[0]] * max(1, repeat)  # oversampling a small set
     picks += [np.nonzero(m & hard_i[owner])[0]] * max(0, hard_repeat - 1)  # hard negatives seen more often
     idx = np.concatenate(picks)
-    ambient = x[(split_i[owner] == "train") & np.isin(class_i[owner], list(field_classes))]
+    ambient = x[fit_i[owner] & np.isin(class_i[owner], list(field_classes))]
     xv, ov = load_windows(items, root.name)  # validation: consecutive 1 s windows, as served
     mv = split_i[ov] == "val"
     return FolderWindows(items, splits, x[idx], label_i[owner][idx], owner[idx], xv[mv], label_i[ov][mv], ov[mv],
-                         ambient, max(1, repeat), int(sum(drowned_i & (split_i == "train"))))
+                         ambient, max(1, repeat), int(sum(drowned_i & fit_i)))
 
 
 def clip_metrics(labels: list[str], scores: np.ndarray, owner: np.ndarray, threshold: float) -> dict:
@@ -162,7 +163,7 @@ def train_audio(data: list[Path], out: Path = Path("models"), *, epochs: int = 1
                 epoch_windows: int | None = None, hard_repeat: int = 1, select_on: str = "all",
                 threshold_on: str | None = None, tonal_negatives: int = 0, tonal_kinds: tuple[str, ...] | None = None,
                 measure_test: bool = True, train_hop: int = TRAIN_HOP, repeat: dict[str, int] | None = None,
-                field_pool: tuple[str, ...] = (), **recipe) -> TrainOutcome:
+                field_pool: tuple[str, ...] = (), refit: dict | None = None, **recipe) -> TrainOutcome:
     """Train on the train splits of the class folders ``data`` (+ synthetic audio), select on
     their val splits, export ``out/<name>.onnx`` + card, measure on their test splits (and on
     ``eval_data``, whole). ``repeat`` maps a folder name to how often its training windows are
@@ -170,7 +171,9 @@ def train_audio(data: list[Path], out: Path = Path("models"), *, epochs: int = 1
     training windows (outdoor ambient, e.g. ``ddd_audio/background``) of which a share
     ``field_mix`` of the drone-window mixes is drawn. Further
     :class:`~trainer.audio_recipe.Recipe` fields (``n_mels``, ``spec_augment``, ``neg_mix``,
-    ``pos_weight``, ``speed``, ``field_mix``, ``field_snr``, ...) pass through ``recipe``."""
+    ``pos_weight``, ``speed``, ``field_mix``, ``field_snr``, ...) pass through ``recipe``.
+    ``refit`` (``epochs``, ``report``: what a train-only fit chose on val): train on the train and
+    val splits for that many epochs, keep the last, and report at that threshold."""
     import torch
 
     from detectors.card import InputSpec, Thresholds
@@ -183,6 +186,8 @@ def train_audio(data: list[Path], out: Path = Path("models"), *, epochs: int = 1
     version = new_version()
     run_dir = Path(run_dir or Path("runs") / f"{name}-{version}")
     data = [Path(d) for d in data]
+    if refit:
+        epochs = patience = refit["epochs"]
     rec = Recipe(epochs=epochs, patience=patience, batch=batch, lr=lr, epoch_windows=epoch_windows,
                  select_on=select_on, threshold_on=threshold_on, seed=seed,
                  **({"width": width} if width else {}), **recipe)
@@ -198,7 +203,8 @@ def train_audio(data: list[Path], out: Path = Path("models"), *, epochs: int = 1
     for root in data:
         fw = folder_windows(root, seed, train_hop=train_hop, repeat=(repeat or {}).get(root.name, 1),
                             hard_repeat=hard_repeat, field_classes=[e.partition("/")[2] for e in field_pool
-                                                                   if e.partition("/")[0] == root.name])
+                                                                   if e.partition("/")[0] == root.name],
+                            refit=bool(refit))
         xs["train"].append(fw.x_train)
         ys["train"].append(fw.y_train)
         xs["val"].append(fw.x_val)
@@ -216,13 +222,16 @@ def train_audio(data: list[Path], out: Path = Path("models"), *, epochs: int = 1
         console.print(f"{root.name}: {len(fw.items)} files; groups train {n_groups['train']} val {n_groups['val']} "
                       f"test {n_groups['test']}; {len(fw.y_train)} training windows (x{fw.repeat} repeated), "
                       f"{len(fw.y_val)} validation windows; {fw.drowned} drowned drone files left out of train")
-        prov.append(provenance(root, fw.items, "trained on its train split (group split, seed "
-                                                f"{seed}), validated on val, measured on test"))
+        prov.append(provenance(root, fw.items, f"trained on its {'train and val splits' if refit else 'train split'} "
+                                                f"(group split, seed {seed}), validated on val, measured on test"))
     if synthetic_clips:
         syn = synthetic_windows(synthetic_clips)
         for s in ("train", "val"):
             xs[s].append(syn[s][0])
             ys[s].append(syn[s][1])
+        if refit:
+            xs["train"].append(syn["val"][0])
+            ys["train"].append(syn["val"][1])
         prov.append(synthetic_provenance(synthetic_clips, f"{synthetic_clips} clips of 8 s rotor audio over wind/"
                                          "traffic/bird noise at -5..15 dB SNR, 1 s windows at 0.5 s hop"))
     if tonal_negatives:  # synthetic tonal non-drone sounds, training split only
@@ -257,10 +266,10 @@ def train_audio(data: list[Path], out: Path = Path("models"), *, epochs: int = 1
 
     # ---- training, checkpoint and report threshold on the validation windows ------------------
     fitted = fit_windows(x_tr, y_tr, x_va, y_va, is_real, rec, run_dir, resume=resume, title=name,
-                         field=field, field_pool=ambient)
+                         field=field, field_pool=ambient, refit_report_at=(refit or {}).get("report"))
     model, report_at = fitted.model, fitted.report_at
-    console.print(f"report threshold {report_at:.2f} (best F1 on the {fitted.threshold_on} validation windows, at most "
-                  f"{fitted.threshold_cap:.2f})")
+    console.print(f"report threshold {report_at:.2f} " + ("(given: a refit)" if refit else
+                  f"(best F1 on the {fitted.threshold_on} validation windows, at most {fitted.threshold_cap:.2f})"))
     validation: dict = {}
     if val_clips:  # the confirmation rule on the validation clips (chooses nothing; for the record)
         from trainer.audio_recipe import predict
@@ -286,8 +295,9 @@ def train_audio(data: list[Path], out: Path = Path("models"), *, epochs: int = 1
 
     # ---- evaluation on held-out data (the same code as `skysentry eval`) ----------------------
     metrics: dict = {"train_seconds": None, "best_epoch": float(fitted.best_epoch)}
+    seen = "in_sample." if refit else ""  # a refit trained on the val clips
     for tag, cm in validation.items():  # validation clips (local rule): clip F1, recall, false alarms
-        metrics.update({f"{tag}.val.{k}": v for k, v in cm.items() if k in ("clip_f1", "clip_recall")
+        metrics.update({f"{seen}{tag}.val.{k}": v for k, v in cm.items() if k in ("clip_f1", "clip_recall")
                         or k.startswith("clip_false_alarm_")})
     report = {"model": str(onnx_path), "version": version, "recipe": rec.as_dict(), "history": fitted.history,
               "train": {"train_hop": train_hop, "repeat": repeat or {}, "field_pool": list(field_pool)},

@@ -55,6 +55,22 @@ def test_tiny_audio_run_exports_a_servable_model(tmp_path, monkeypatch, arch):
     assert scores.shape == (2,) and np.all((scores >= 0) & (scores <= 1))
 
 
+def test_a_tiny_audio_refit_trains_on_val_too_keeps_its_last_epoch_and_reports_at_the_given_threshold(tmp_path,
+                                                                                                      monkeypatch):
+    from trainer.train_audio import folder_windows, train_audio
+
+    monkeypatch.setenv("SKYSENTRY_CACHE", str(tmp_path / "cache"))
+    data = synthetic_audio_folder(tmp_path / "audio", clips=12)
+    only_train, both = folder_windows(data), folder_windows(data, refit=True)
+    assert len(both.y_val) and len(both.y_train) > len(only_train.y_train)  # the val groups' windows join training
+    assert np.array_equal(both.x_val, only_train.x_val)
+    out = train_audio([data], tmp_path / "out", synthetic_clips=0, batch=8, run_dir=tmp_path / "run", arch="cnn",
+                      width=4, refit=dict(epochs=2, report=0.33))
+    assert out.card.thresholds.report == 0.33 and out.metrics["best_epoch"] == 2
+    assert "train and val splits" in out.card.data[0].note
+    assert not any(".val." in k for k in out.metrics if not k.startswith("in_sample."))
+
+
 def _field_video_folder(root: Path, clips_per_class: int = 3, frames: int = 12) -> Path:
     """ddd_video's layout in miniature: CLASS/*.mp4 (128x96) with a dark target moving across
     the sky, files.csv (group per clip) and labels.csv (one box per frame, 1-based)."""
