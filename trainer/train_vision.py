@@ -480,6 +480,9 @@ def ship(served, onnx_path: Path, parity_images: np.ndarray, *, name: str, versi
     return onnx_path, card
 
 
+REFIT_NOTE = " Stage 2 (the region classifier) was refit on its train and val splits together."
+
+
 def retrain_second_stage(onnx_path: Path, data: list[Path], eval_data: list[Path], *, out: Path, run_dir: Path,
                          temporal_frames: int, seed: int = DEFAULT_SEED, label_step: int = 5,
                          proposal_step: int = 15, local_epochs: int = 8, local: str = "scratch",
@@ -510,8 +513,10 @@ def retrain_second_stage(onnx_path: Path, data: list[Path], eval_data: list[Path
               for rgb in read_frames(it.path, [1]).values()]
     run_dir.mkdir(parents=True, exist_ok=True)
     name, version = old.name, new_version()
+    data_used = [d.model_copy(update={"note": d.note.replace(REFIT_NOTE, "") + (REFIT_NOTE if refit else "")})
+                 for d in old.data]  # what stage 2 was trained on, said once
     onnx_path, card = ship(served, Path(out) / f"{name}.onnx", np.stack(frames), name=name, version=version,
-                           digest=old.training_data_digest, data=old.data, temporal_frames=temporal_frames,
+                           digest=old.training_data_digest, data=data_used, temporal_frames=temporal_frames,
                            metrics=metrics, train_data=data, eval_data=eval_data, seed=seed, run_dir=run_dir,
                            console=console, started=started, report_at=(refit or {}).get("report"))
     return TrainOutcome(onnx_path, card, run_dir, card.metrics, time.monotonic() - started)

@@ -150,6 +150,7 @@ def test_tiny_vision_run_on_field_video_and_images_exports_a_servable_four_class
     assert {d.name for d in new.data} == {"video", "img"} and new.training_data_digest == card.training_data_digest
     assert "in_sample.crop_val_drone_tpr_at_fpr_0.01_local" in new.metrics and "video.test.clip_f1" in new.metrics
     assert not any(k.startswith("crop_val_") for k in new.metrics)  # val was trained on: no number claims to be held out
+    assert all(d.note.endswith("refit on its train and val splits together.") for d in new.data)
     after = load_served(tmp_path / "out2" / "vision.onnx", height=96, width=128)
     for a, b in zip(before.proposer.state_dict().values(), after.proposer.state_dict().values()):
         assert torch.allclose(a.float(), b.float(), atol=1e-5)  # stage 1 kept as it was
