@@ -3,6 +3,8 @@
     .venv/bin/python -m trainer.make_models [--only audio|vision] [--data-root ../shared/data] [--out models] [--resume]
     .venv/bin/python -m trainer.make_models --retune   # vision: new smoothing/threshold on the shipped graph
     .venv/bin/python -m trainer.make_models --stage2   # vision: the shipped stage 1, stage 2 trained again
+    .venv/bin/python -m trainer.make_models --stage2 --refit   # ... on train+val (how the shipped vision was built)
+    .venv/bin/python -m trainer.make_models --only audio --refit   # audio on train+val (measured, not shipped)
 
 One recorded command: the datasets, splits, seeds and hyper-parameters below are the ones
 the shipped ``models/audio.onnx`` and ``models/vision.onnx`` were trained with. Each model's
