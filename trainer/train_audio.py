@@ -266,7 +266,7 @@ def train_audio(data: list[Path], out: Path = Path("models"), *, epochs: int = 1
 
     # ---- training, checkpoint and report threshold on the validation windows ------------------
     fitted = fit_windows(x_tr, y_tr, x_va, y_va, is_real, rec, run_dir, resume=resume, title=name,
-                         field=field, field_pool=ambient, refit_report_at=(refit or {}).get("report"))
+                         field=field, field_pool=ambient, refit_report_at=refit["report"] if refit else None)
     model, report_at = fitted.model, fitted.report_at
     console.print(f"report threshold {report_at:.2f} " + ("(given: a refit)" if refit else
                   f"(best F1 on the {fitted.threshold_on} validation windows, at most {fitted.threshold_cap:.2f})"))

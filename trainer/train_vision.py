@@ -500,13 +500,14 @@ def retrain_second_stage(onnx_path: Path, data: list[Path], eval_data: list[Path
     console = console or default_console
     started = time.monotonic()
     set_threads()
+    refit = refit or {}
     old = ModelCard.load(onnx_path)
     _, height, width, _ = old.input.shape
     proposer = load_served(onnx_path, height=int(height), width=int(width)).proposer
     served, metrics = fit_second_stage(proposer, data, seed=seed, width=proposer.width, height=proposer.height,
                                        console=console, label_step=label_step, proposal_step=proposal_step,
-                                       local_epochs=(refit or {}).get("local_epochs", local_epochs), local=local,
-                                       refit_mlp_epochs=(refit or {}).get("mlp_epochs"))
+                                       local_epochs=refit.get("local_epochs", local_epochs), local=local,
+                                       refit_mlp_epochs=refit.get("mlp_epochs"))
     metrics |= {k: v for k, v in old.metrics.items() if k.startswith("stage1.") or k == "best_epoch"}
     frames = [place(rgb, np.zeros((0, 4), np.float32), proposer.width, proposer.height)[0]  # the val clips' first frames
               for root in data if is_video_folder(root) for it in list_items(root, "video", "val", seed)[:16]
@@ -518,7 +519,7 @@ def retrain_second_stage(onnx_path: Path, data: list[Path], eval_data: list[Path
     onnx_path, card = ship(served, Path(out) / f"{name}.onnx", np.stack(frames), name=name, version=version,
                            digest=old.training_data_digest, data=data_used, temporal_frames=temporal_frames,
                            metrics=metrics, train_data=data, eval_data=eval_data, seed=seed, run_dir=run_dir,
-                           console=console, started=started, report_at=(refit or {}).get("report"))
+                           console=console, started=started, report_at=refit.get("report"))
     return TrainOutcome(onnx_path, card, run_dir, card.metrics, time.monotonic() - started)
 
 
